@@ -1,0 +1,53 @@
+/* Error codes, their names and texts, and the per-thread failure detail. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Thread_local char detail[512];
+
+const char *mp_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+#define MP__ERR_TEXT(name, val, text)                                                              \
+    case MP_##name:                                                                                \
+        return text;
+        MP_ERRNO_MAP(MP__ERR_TEXT)
+#undef MP__ERR_TEXT
+    default:
+        return "unknown error";
+    }
+}
+
+const char *mp_err_name(int err)
+{
+    switch (err) {
+    case 0:
+        return "OK";
+#define MP__ERR_NAME(name, val, text)                                                              \
+    case MP_##name:                                                                                \
+        return "MP_" #name;
+        MP_ERRNO_MAP(MP__ERR_NAME)
+#undef MP__ERR_NAME
+    default:
+        return "MP_EUNKNOWN";
+    }
+}
+
+const char *mp_last_error_detail(void)
+{
+    return detail;
+}
+
+int mp__fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    return code;
+}

@@ -1,0 +1,62 @@
+/* The common header of every shareable object, and the one mechanism by
+ * which objects cross into another process: each type packs itself into
+ * bytes plus a table of OS handles, and unpacks itself on the other side. */
+#ifndef MP_HANDLE_H
+#define MP_HANDLE_H
+
+#include "internal.h"
+#include "wire.h"
+
+typedef enum { MP__H_CONN = 1, MP__H_PROCESS, MP__H_TYPE_COUNT } mp__htype_t;
+
+struct mp_handle {
+    uint32_t magic; /* MP__HANDLE_MAGIC while the object is alive */
+    uint16_t type;
+    struct mp_handle *prev, *next; /* this process's live handles */
+};
+
+/* OS handles that travel beside a packed blob (to a spawned child). */
+typedef struct {
+    mp__osh_t *v;
+    size_t n, cap;
+} mp__ostab_t;
+
+/* Appends h and returns its index in the table, or a negative code. */
+int mp__ostab_add(mp__ostab_t *t, mp__osh_t h);
+void mp__ostab_release(mp__ostab_t *t);
+
+typedef struct {
+    const char *name;
+    /* Serializes h for a child; OS handles go to t, named by index. */
+    int (*pack)(mp_handle_t *h, mp__wbuf_t *w, mp__ostab_t *t);
+    /* Rebuilds an object from pack's bytes; takes the table entries it
+     * uses and sets them to MP__OSH_INVALID. */
+    int (*unpack)(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp_handle_t **out);
+    /* In a forked child, for a handle its target was not given: release
+     * this process's share of the OS objects without affecting others. */
+    void (*drop_after_fork)(mp_handle_t *h);
+    /* For mp_wait: what to wait on, or *ready_now when no wait is needed. */
+    int (*waitable)(mp_handle_t *h, mp__waitable_t *w, bool *ready_now);
+    void (*free)(mp_handle_t *h);
+} mp__htype_ops_t;
+
+/* Registers a new object of type in this process's live list. */
+void mp__handle_init(mp_handle_t *h, mp__htype_t type);
+/* Removes it from the list and poisons the header. */
+void mp__handle_fini(mp_handle_t *h);
+/* MP_EINVAL for NULL or a freed/foreign pointer; MP_ETYPE for another
+ * type (type 0 accepts any). */
+int mp__handle_check(const mp_handle_t *h, mp__htype_t type);
+const mp__htype_ops_t *mp__handle_ops(int type);
+/* In a forked child: drops every live handle not in keep. */
+void mp__handle_drop_others(mp_handle_t *const *keep, size_t nkeep);
+/* Packs/unpacks a handle with its type tag. */
+int mp__handle_pack(mp_handle_t *h, mp__wbuf_t *w, mp__ostab_t *t);
+int mp__handle_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp_handle_t **out);
+/* Frees any handle through its type. */
+void mp__handle_free(mp_handle_t *h);
+
+extern const mp__htype_ops_t mp__conn_ops;
+extern const mp__htype_ops_t mp__process_ops;
+
+#endif

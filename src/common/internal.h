@@ -1,0 +1,32 @@
+/* Internals shared by the files of src/common (never installed). */
+#ifndef MP_INTERNAL_H
+#define MP_INTERNAL_H
+
+#include "mproc.h"
+#include "platform.h"
+
+/* Records a detail for mp_last_error_detail() and returns code. */
+int mp__fail(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Remaining milliseconds of a timeout that started at start_ns; MP_FOREVER
+ * stays MP_FOREVER, an expired one is 0. */
+long mp__timeout_left(long timeout_ms, uint64_t start_ns);
+
+void *mp__malloc(size_t n);
+void *mp__calloc(size_t n, size_t size);
+char *mp__strdup(const char *s);
+
+/* The start method actually used for m (resolving MP_START_DEFAULT). */
+mp_start_method_t mp__start_method_resolve(mp_start_method_t m);
+/* True once mp_init ran in this process. */
+bool mp__initialised(void);
+/* The executable children are spawned from (mp_set_executable or ours). */
+const char *mp__executable(void);
+/* Set in a child before its target runs. */
+void mp__set_identity(const char *name, mp_pid_t parent);
+
+#endif
