@@ -119,7 +119,7 @@ static int get(mp_args_t *a, size_t i, uint8_t type, arg_t **x)
 
 int mp_args_bytes(mp_args_t *a, size_t i, const void **p, size_t *n)
 {
-    arg_t *x;
+    arg_t *x = NULL;
     int rc = get(a, i, ARG_BYTES, &x);
     if (rc) return rc;
     if (p) *p = x->p;
@@ -129,7 +129,7 @@ int mp_args_bytes(mp_args_t *a, size_t i, const void **p, size_t *n)
 
 int mp_args_str(mp_args_t *a, size_t i, const char **s)
 {
-    arg_t *x;
+    arg_t *x = NULL;
     int rc = get(a, i, ARG_STR, &x);
     if (!rc && s) *s = x->p;
     return rc;
@@ -137,7 +137,7 @@ int mp_args_str(mp_args_t *a, size_t i, const char **s)
 
 int mp_args_int(mp_args_t *a, size_t i, int64_t *v)
 {
-    arg_t *x;
+    arg_t *x = NULL;
     int rc = get(a, i, ARG_INT, &x);
     if (!rc && v) *v = x->i;
     return rc;
@@ -145,7 +145,7 @@ int mp_args_int(mp_args_t *a, size_t i, int64_t *v)
 
 int mp_args_handle(mp_args_t *a, size_t i, mp_handle_t **h)
 {
-    arg_t *x;
+    arg_t *x = NULL;
     int rc = get(a, i, ARG_HANDLE, &x);
     if (!rc && h) *h = x->h;
     return rc;

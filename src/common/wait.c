@@ -6,44 +6,55 @@
 
 #define SMALL 16
 
+/* Asks each handle what to wait on; *any_now when one is ready already. */
+static int collect(mp_handle_t **hs, size_t n, mp__waitable_t *w, bool *now, bool *any_now)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = mp__handle_check(hs[i], 0);
+        if (rc) return rc;
+        const mp__htype_ops_t *ops = mp__handle_ops(hs[i]->type);
+        if (!ops || !ops->waitable)
+            return mp__fail(MP_ETYPE, "mp_wait: a %s cannot be waited on",
+                            ops ? ops->name : "handle");
+        rc = ops->waitable(hs[i], &w[i], &now[i]);
+        if (rc) return rc;
+        *any_now |= now[i];
+    }
+    return 0;
+}
+
 int mp_wait(mp_handle_t **hs, size_t n, long timeout_ms, size_t *ready, size_t *nready)
 {
     if (!nready || (n && (!hs || !ready))) return mp__fail(MP_EINVAL, "mp_wait: NULL argument");
     *nready = 0;
-    mp__waitable_t wsmall[SMALL];
-    bool rsmall[SMALL];
-    mp__waitable_t *w = n <= SMALL ? wsmall : calloc(n, sizeof *w);
-    bool *r = n <= SMALL ? rsmall : calloc(n, sizeof *r);
-    int rc = (w && r) ? 0 : mp__fail(MP_ENOMEM, "mp_wait: %zu handles", n);
-    bool any_now = false;
-    for (size_t i = 0; !rc && i < n; i++) {
-        rc = mp__handle_check(hs[i], 0);
-        const mp__htype_ops_t *ops = rc ? NULL : mp__handle_ops(hs[i]->type);
-        if (!rc && (!ops || !ops->waitable))
-            rc = mp__fail(MP_ETYPE, "mp_wait: a %s cannot be waited on", ops ? ops->name : "?");
-        if (rc) break;
-        memset(&w[i], 0, sizeof w[i]);
-        r[i] = false;
-        rc = ops->waitable(hs[i], &w[i], &r[i]);
-        any_now |= r[i];
+    mp__waitable_t w_small[SMALL];
+    bool now_small[SMALL], polled_small[SMALL];
+    mp__waitable_t *w = w_small;
+    bool *now = now_small, *polled = polled_small;
+    if (n > SMALL) {
+        w = malloc(n * sizeof *w);
+        now = malloc(n * sizeof *now);
+        polled = malloc(n * sizeof *polled);
     }
-    if (!rc) {
-        /* Items ready already still let the others be polled once. */
-        bool *polled = r;
-        bool psmall[SMALL];
-        if (any_now) {
-            polled = n <= SMALL ? psmall : calloc(n, sizeof *polled);
-            if (!polled) rc = mp__fail(MP_ENOMEM, "mp_wait: %zu handles", n);
-        }
+    int rc = 0;
+    if (!w || !now || !polled) {
+        rc = mp__fail(MP_ENOMEM, "mp_wait: %zu handles", n);
+    } else {
+        memset(w, 0, n * sizeof *w);
+        memset(now, 0, n * sizeof *now);
+        memset(polled, 0, n * sizeof *polled);
+        bool any_now = false;
+        rc = collect(hs, n, w, now, &any_now);
+        /* Handles ready already still let the others be polled once. */
         if (!rc) rc = mp__wait_many(w, n, any_now ? 0 : timeout_ms, polled);
-        if (rc >= 0) {
-            rc = 0;
-            for (size_t i = 0; i < n; i++)
-                if (r[i] || polled[i]) ready[(*nready)++] = i;
-        }
-        if (polled != r && polled != psmall) free(polled);
+        if (rc > 0) rc = 0;
+        for (size_t i = 0; !rc && i < n; i++)
+            if (now[i] || polled[i]) ready[(*nready)++] = i;
     }
-    if (w != wsmall) free(w);
-    if (r != rsmall) free(r);
+    if (n > SMALL) {
+        free(w);
+        free(now);
+        free(polled);
+    }
     return rc;
 }

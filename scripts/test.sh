@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: the native build under the fork and the spawn start
+# methods, then the MinGW-w64 build under Wine. Prints each suite's summary.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh || exit 1
+. scripts/wine-env.sh
+
+failed=()
+run_preset() {
+  local preset=$1
+  echo "=== $preset: configure and build"
+  if ! cmake --preset "$preset" >/dev/null || ! cmake --build --preset "$preset"; then
+    failed+=("$preset (build)")
+    return
+  fi
+  echo "=== $preset: tests"
+  ctest --preset "$preset" || failed+=("$preset")
+}
+
+run_preset native
+wine_start
+trap wine_stop EXIT
+run_preset mingw
+
+echo "=== summary"
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all suites passed"
