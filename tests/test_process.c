@@ -289,3 +289,23 @@ Test(process, wait_on_processes_and_connections, .timeout = TEST_TIMEOUT)
     mp_conn_free(a);
     mp_conn_free(b);
 }
+
+/* A child gets only the handles in its args: an end the parent closes
+ * reads as EOF at once, although a child started after it is running. */
+Test(process, children_get_only_the_handles_passed, .timeout = TEST_TIMEOUT)
+{
+    mp_conn_t *a, *b;
+    ASSERT_OK(mp_pipe(&a, &b, true));
+    mp_conn_t *w;
+    mp_process_t *p = start_blocked(&w);
+    mp_conn_free(b);
+    cr_assert_eq(mp_conn_poll(a, JOIN_MS), 1, "a child kept the closed end open");
+    void *buf;
+    size_t n;
+    ASSERT_RC(mp_conn_recv_bytes(a, &buf, &n), MP_EOF);
+    cr_assert_eq(mp_process_is_alive(p), 1);
+    mp_conn_free(w);
+    cr_assert_eq(join_code(p), 0);
+    mp_process_free(p);
+    mp_conn_free(a);
+}
