@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: the native build under the fork and the spawn start
-# methods, then the MinGW-w64 build under Wine. Prints each suite's summary.
+# methods, the same under AddressSanitizer + UBSan, then the MinGW-w64 build
+# under Wine. Prints each suite's summary.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,6 +21,7 @@ run_preset() {
 }
 
 run_preset native
+run_preset asan
 wine_start
 trap wine_stop EXIT
 run_preset mingw
