@@ -3,7 +3,7 @@
 if(OBJDUMP)
   execute_process(COMMAND ${OBJDUMP} -p ${LIB} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
   # The export table lists "[ordinal] name" rows after "[Ordinal/Name Pointer] Table".
-  string(REGEX MATCH "\\[Ordinal/Name Pointer\\] Table.*" out "${out}")
+  string(REGEX MATCH "\\[Ordinal/Name Pointer\\] Table\n[^\n]*(\n[^\n]+)*" out "${out}")
   string(REGEX MATCHALL "\\[ *[0-9]+\\] [A-Za-z_][A-Za-z0-9_]*" rows "${out}")
   set(names "")
   foreach(r ${rows})

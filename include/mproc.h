@@ -5,6 +5,12 @@
 #include "mproc/common.h"
 #include "mproc/process.h"
 #include "mproc/connection.h"
+#include "mproc/listener.h"
+#include "mproc/sync.h"
+#include "mproc/shm.h"
+#include "mproc/pool.h"
+#include "mproc/queue.h"
+#include "mproc/manager.h"
 
 #ifdef __cplusplus
 extern "C" {

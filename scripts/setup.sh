@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build gcc clang pkg-config
   libcriterion-dev libssl-dev
-  gcc-mingw-w64-x86-64 wine64 wine
+  gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 g++ wine64 wine
   python3
 )
 

@@ -10,7 +10,8 @@ set(CMAKE_FIND_ROOT_PATH /usr/${MINGW_PREFIX})
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+# BOTH: packages installed in a prefix of the user's (CMAKE_PREFIX_PATH) are found too.
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 # Static runtime: the .exe files run under Wine (or on Windows) without
 # MinGW's DLLs beside them.
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-static-libgcc")

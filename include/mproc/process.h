@@ -3,6 +3,10 @@
 #define MPROC_PROCESS_H
 
 #include "common.h"
+#include "manager.h"
+#include "queue.h"
+#include "shm.h"
+#include "sync.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +31,18 @@ MP_EXTERN int mp_args_str(mp_args_t *a, size_t i, const char **s);
 MP_EXTERN int mp_args_int(mp_args_t *a, size_t i, int64_t *v);
 MP_EXTERN int mp_args_handle(mp_args_t *a, size_t i, mp_handle_t **h);
 MP_EXTERN int mp_args_conn(mp_args_t *a, size_t i, mp_conn_t **c);
+MP_EXTERN int mp_args_lock(mp_args_t *a, size_t i, mp_lock_t **l);
+MP_EXTERN int mp_args_rlock(mp_args_t *a, size_t i, mp_rlock_t **l);
+MP_EXTERN int mp_args_semaphore(mp_args_t *a, size_t i, mp_semaphore_t **s);
+MP_EXTERN int mp_args_event(mp_args_t *a, size_t i, mp_event_t **e);
+MP_EXTERN int mp_args_condition(mp_args_t *a, size_t i, mp_condition_t **c);
+MP_EXTERN int mp_args_barrier(mp_args_t *a, size_t i, mp_barrier_t **b);
+MP_EXTERN int mp_args_shm(mp_args_t *a, size_t i, mp_shm_t **s);
+MP_EXTERN int mp_args_value(mp_args_t *a, size_t i, mp_value_t **v);
+MP_EXTERN int mp_args_array(mp_args_t *a, size_t i, mp_array_t **v);
+MP_EXTERN int mp_args_queue(mp_args_t *a, size_t i, mp_queue_t **q);
+MP_EXTERN int mp_args_dict(mp_args_t *a, size_t i, mp_dict_t **d);
+MP_EXTERN int mp_args_list(mp_args_t *a, size_t i, mp_list_t **l);
 MP_EXTERN void mp_args_free(mp_args_t *a);
 
 typedef int (*mp_target_fn)(mp_args_t *args); /* returns the exit code */

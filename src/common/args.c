@@ -160,6 +160,30 @@ int mp_args_conn(mp_args_t *a, size_t i, mp_conn_t **c)
     return rc;
 }
 
+/* Getters of the synchronisation and shared-memory types (sync.h, shm.h). */
+#define MP__ARGS_GETTER(fn, htype, ctype)                                                          \
+    int fn(mp_args_t *a, size_t i, ctype **out)                                                    \
+    {                                                                                              \
+        mp_handle_t *h;                                                                            \
+        int rc = mp_args_handle(a, i, &h);                                                         \
+        if (!rc) rc = mp__handle_check(h, htype);                                                  \
+        if (!rc && out) *out = (ctype *)h;                                                         \
+        return rc;                                                                                 \
+    }
+MP__ARGS_GETTER(mp_args_lock, MP__H_LOCK, mp_lock_t)
+MP__ARGS_GETTER(mp_args_rlock, MP__H_RLOCK, mp_rlock_t)
+MP__ARGS_GETTER(mp_args_semaphore, MP__H_SEMAPHORE, mp_semaphore_t)
+MP__ARGS_GETTER(mp_args_event, MP__H_EVENT, mp_event_t)
+MP__ARGS_GETTER(mp_args_condition, MP__H_CONDITION, mp_condition_t)
+MP__ARGS_GETTER(mp_args_barrier, MP__H_BARRIER, mp_barrier_t)
+MP__ARGS_GETTER(mp_args_shm, MP__H_SHM, mp_shm_t)
+MP__ARGS_GETTER(mp_args_value, MP__H_VALUE, mp_value_t)
+MP__ARGS_GETTER(mp_args_array, MP__H_VALUE, mp_array_t)
+MP__ARGS_GETTER(mp_args_queue, MP__H_QUEUE, mp_queue_t)
+MP__ARGS_GETTER(mp_args_dict, MP__H_DICT, mp_dict_t)
+MP__ARGS_GETTER(mp_args_list, MP__H_LIST, mp_list_t)
+#undef MP__ARGS_GETTER
+
 void mp_args_free(mp_args_t *a)
 {
     if (!a) return;

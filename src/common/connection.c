@@ -26,6 +26,9 @@ struct mp_conn {
     size_t rpos, rlen;
     bool have_len; /* a header was read; its payload is still unread */
     uint64_t msg_len;
+    bool message;       /* the transport keeps message boundaries: no headers */
+    size_t default_max; /* what mp_conn_set_max_message(c, 0) restores */
+    uint64_t deadline;  /* reads fail with MP_ETIMEDOUT after it (ns); 0: none */
 };
 
 static int conn_new(mp__stream_t *s, bool readable, bool writable, mp_conn_t **out)
@@ -43,6 +46,58 @@ static int conn_new(mp__stream_t *s, bool readable, bool writable, mp_conn_t **o
 int mp__conn_wrap(mp__stream_t *s, bool readable, bool writable, mp_conn_t **out)
 {
     return conn_new(s, readable, writable, out);
+}
+
+void mp__conn_set_message_mode(mp_conn_t *c)
+{
+    c->message = true;
+}
+
+void mp__conn_set_default_max(mp_conn_t *c, size_t max)
+{
+    c->default_max = c->max_msg = max;
+}
+
+void mp__conn_set_deadline(mp_conn_t *c, long timeout_ms)
+{
+    c->deadline = timeout_ms < 0 ? 0 : mp__os_now_ns() + (uint64_t)timeout_ms * 1000000u;
+}
+
+static long read_timeout(const mp_conn_t *c)
+{
+    if (!c->deadline) return MP_FOREVER;
+    uint64_t now = mp__os_now_ns();
+    return now >= c->deadline ? 0 : (long)((c->deadline - now + 999999u) / 1000000u);
+}
+
+/* One transport read into dst. A message stream stops at the end of the
+ * current message, and read_exact never asks for more than is left of it. */
+static int transport_read(mp_conn_t *c, void *dst, size_t cap, size_t *got)
+{
+    if (!c->message) return mp__stream_read(c->s, dst, cap, got, read_timeout(c));
+    uint64_t left;
+    int rc = mp__stream_msg_read(c->s, dst, cap, got, &left, read_timeout(c));
+    if (!rc && !*got) return mp__fail(MP_EPROTO, "message stream: a message ended early");
+    return rc;
+}
+
+/* Message mode: the transport delimits the message, so it goes out whole
+ * in one write, without the length header. */
+static int send_message(mp_conn_t *c, const mp_iov_t *iov, size_t n, uint64_t total)
+{
+    if (n == 1) return mp__stream_msg_write(c->s, iov[0].data, iov[0].len);
+    if (total > SIZE_MAX)
+        return mp__fail(MP_EMSGSIZE, "message of %llu bytes", (unsigned long long)total);
+    uint8_t *p = mp__malloc((size_t)total);
+    if (!p) return MP_ENOMEM;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (iov[i].len) memcpy(p + off, iov[i].data, iov[i].len);
+        off += iov[i].len;
+    }
+    int rc = mp__stream_msg_write(c->s, p, off);
+    free(p);
+    return rc;
 }
 
 int mp_pipe(mp_conn_t **c1, mp_conn_t **c2, bool duplex)
@@ -87,6 +142,7 @@ int mp_conn_sendv(mp_conn_t *c, const mp_iov_t *iov, size_t n)
             return mp__fail(MP_EMSGSIZE, "mp_conn_sendv: total length overflows");
         total += iov[i].len;
     }
+    if (c->message) return send_message(c, iov, n, total);
     uint8_t hdr[12];
     size_t hlen = 4;
     if (total <= 0x7fffffffu) {
@@ -135,7 +191,7 @@ static int fill(mp_conn_t *c)
     }
     c->rpos = c->rlen = 0;
     size_t got = 0;
-    int rc = mp__stream_read(c->s, c->rbuf, RBUF_CAP, &got, MP_FOREVER);
+    int rc = transport_read(c, c->rbuf, RBUF_CAP, &got);
     if (!rc) c->rlen = got;
     return rc;
 }
@@ -149,7 +205,7 @@ static int read_exact(mp_conn_t *c, uint8_t *dst, size_t n)
         int rc;
         if (n - done >= RBUF_CAP / 2) {
             size_t got = 0;
-            rc = mp__stream_read(c->s, dst + done, n - done, &got, MP_FOREVER);
+            rc = transport_read(c, dst + done, n - done, &got);
             done += got;
         } else {
             rc = fill(c);
@@ -171,24 +227,60 @@ static int bad_frame(mp_conn_t *c, int code)
     return code;
 }
 
-static int read_header(mp_conn_t *c)
+/* Message mode: the transport tells the size; the first part of the
+ * message lands in rbuf (it holds nothing else between messages). */
+static int read_message_size(mp_conn_t *c, uint64_t *len)
 {
-    if (c->have_len) return 0;
+    if (!c->rbuf) {
+        c->rbuf = mp__malloc(RBUF_CAP);
+        if (!c->rbuf) return MP_ENOMEM;
+    }
+    size_t got = 0;
+    uint64_t left = 0;
+    int rc = mp__stream_msg_read(c->s, c->rbuf, RBUF_CAP, &got, &left, read_timeout(c));
+    if (rc == MP_EOF) return mp__fail(MP_EOF, "the peer closed the connection");
+    if (rc) return rc == MP_ETIMEDOUT ? rc : bad_frame(c, rc);
+    c->rpos = 0;
+    c->rlen = got;
+    *len = got + left;
+    return 0;
+}
+
+/* A byte stream: the 4-byte length, or FF FF FF FF and 8 more. */
+static int read_length_prefix(mp_conn_t *c, uint64_t *len)
+{
+    int rc;
+    /* Under a deadline, wait for the first byte here so that a timeout
+     * between messages leaves the connection usable. */
+    if (c->deadline && c->rpos == c->rlen) {
+        rc = mp__stream_poll(c->s, read_timeout(c));
+        if (rc < 0) return rc;
+        if (!rc) return mp__fail(MP_ETIMEDOUT, "no message arrived in time");
+    }
     uint8_t b[8];
-    int rc = read_exact(c, b, 4);
+    rc = read_exact(c, b, 4);
     if (rc)
         return rc == MP_EOF ? mp__fail(MP_EOF, "the peer closed the connection") : bad_frame(c, rc);
     uint32_t v = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-    uint64_t len = v;
+    *len = v;
     if (v == 0xffffffffu) {
         rc = read_exact(c, b, 8);
         if (rc) return bad_frame(c, rc == MP_EOF ? mp__fail(MP_EPROTO, "truncated length") : rc);
-        len = 0;
+        *len = 0;
         for (int i = 0; i < 8; i++)
-            len = len << 8 | b[i];
+            *len = *len << 8 | b[i];
     } else if (v & 0x80000000u) {
         return bad_frame(c, mp__fail(MP_EPROTO, "negative message length 0x%08x", (unsigned)v));
     }
+    return 0;
+}
+
+static int read_header(mp_conn_t *c)
+{
+    if (c->have_len) return 0;
+    uint64_t len = 0;
+    int rc = c->message ? read_message_size(c, &len) : read_length_prefix(c, &len);
+    if (rc) return rc;
     if ((c->max_msg && len > c->max_msg) || len >= SIZE_MAX)
         return bad_frame(c, mp__fail(MP_EMSGSIZE, "message of %llu bytes exceeds the bound of %zu",
                                      (unsigned long long)len, c->max_msg ? c->max_msg : SIZE_MAX));
@@ -252,7 +344,7 @@ int mp_conn_recv_bytes_into(mp_conn_t *c, void *buf, size_t cap, size_t *len)
 int mp_conn_set_max_message(mp_conn_t *c, size_t max)
 {
     int rc = mp__handle_check(MP_HANDLE(c), MP__H_CONN);
-    if (!rc) c->max_msg = max;
+    if (!rc) c->max_msg = max ? max : c->default_max;
     return rc;
 }
 
@@ -304,8 +396,10 @@ static int conn_pack(mp_handle_t *h, mp__wbuf_t *w, mp__ostab_t *t)
     int idx = mp__ostab_add(t, mp__stream_osh(c->s));
     if (idx < 0) return idx;
     mp__wbuf_u32(w, (uint32_t)idx);
-    mp__wbuf_u8(w, (uint8_t)(c->readable | c->writable << 1 | c->broken << 2 | c->have_len << 3));
+    mp__wbuf_u8(w, (uint8_t)(c->readable | c->writable << 1 | c->broken << 2 | c->have_len << 3 |
+                             c->message << 4));
     mp__wbuf_u64(w, c->max_msg);
+    mp__wbuf_u64(w, c->default_max);
     mp__wbuf_u64(w, c->msg_len);
     mp__wbuf_blob(w, c->rbuf ? c->rbuf + c->rpos : NULL, c->rlen - c->rpos);
     return w->err;
@@ -316,13 +410,14 @@ static int conn_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp_handle_t *
     uint32_t idx = mp__rbuf_u32(r);
     uint8_t flags = mp__rbuf_u8(r);
     uint64_t max = mp__rbuf_u64(r);
+    uint64_t default_max = mp__rbuf_u64(r);
     uint64_t msg_len = mp__rbuf_u64(r);
     size_t nbuf = 0;
     const void *buf = mp__rbuf_blob(r, &nbuf);
     if (r->err) return r->err;
     if (idx >= ntab || tab[idx] == MP__OSH_INVALID)
         return mp__rbuf_bad(r, "connection refers to a missing handle");
-    if (nbuf > RBUF_CAP || max > SIZE_MAX || (flags & ~15u))
+    if (nbuf > RBUF_CAP || max > SIZE_MAX || default_max > SIZE_MAX || (flags & ~31u))
         return mp__rbuf_bad(r, "connection state out of range");
     mp__stream_t *s;
     int rc = mp__stream_adopt(tab[idx], &s);
@@ -336,7 +431,9 @@ static int conn_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp_handle_t *
     }
     c->broken = flags & 4;
     c->have_len = flags & 8;
+    c->message = flags & 16;
     c->max_msg = (size_t)max;
+    c->default_max = (size_t)default_max;
     c->msg_len = msg_len;
     if (nbuf) {
         c->rbuf = mp__malloc(RBUF_CAP);

@@ -45,9 +45,12 @@ const char *mp_last_error_detail(void)
 
 int mp__fail(int code, const char *fmt, ...)
 {
+    /* Formatted apart first: the arguments may include the old detail. */
+    char text[sizeof detail];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    memcpy(detail, text, sizeof detail);
     return code;
 }

@@ -23,6 +23,18 @@ static void unlock_live(void)
 static const mp__htype_ops_t *const type_ops[MP__H_TYPE_COUNT] = {
     [MP__H_CONN] = &mp__conn_ops,
     [MP__H_PROCESS] = &mp__process_ops,
+    [MP__H_LOCK] = &mp__lock_ops,
+    [MP__H_RLOCK] = &mp__rlock_ops,
+    [MP__H_SEMAPHORE] = &mp__semaphore_ops,
+    [MP__H_EVENT] = &mp__event_ops,
+    [MP__H_CONDITION] = &mp__condition_ops,
+    [MP__H_BARRIER] = &mp__barrier_ops,
+    [MP__H_SHM] = &mp__shm_ops,
+    [MP__H_VALUE] = &mp__value_ops,
+    [MP__H_MANAGER] = &mp__manager_ops,
+    [MP__H_DICT] = &mp__dict_ops,
+    [MP__H_LIST] = &mp__list_ops,
+    [MP__H_QUEUE] = &mp__queue_ops,
 };
 
 const mp__htype_ops_t *mp__handle_ops(int type)

@@ -7,7 +7,26 @@
 #include "internal.h"
 #include "wire.h"
 
-typedef enum { MP__H_CONN = 1, MP__H_PROCESS, MP__H_TYPE_COUNT } mp__htype_t;
+typedef enum {
+    MP__H_CONN = 1,
+    MP__H_PROCESS,
+    /* sync.c, shm.c */
+    MP__H_LOCK,
+    MP__H_RLOCK,
+    MP__H_SEMAPHORE,
+    MP__H_EVENT,
+    MP__H_CONDITION,
+    MP__H_BARRIER,
+    MP__H_SHM,
+    MP__H_VALUE,
+    /* manager*.c */
+    MP__H_MANAGER,
+    MP__H_DICT,
+    MP__H_LIST,
+    /* queue.c */
+    MP__H_QUEUE,
+    MP__H_TYPE_COUNT
+} mp__htype_t;
 
 struct mp_handle {
     uint32_t magic; /* MP__HANDLE_MAGIC while the object is alive */
@@ -38,6 +57,14 @@ typedef struct {
     /* For mp_wait: what to wait on, or *ready_now when no wait is needed. */
     int (*waitable)(mp_handle_t *h, mp__waitable_t *w, bool *ready_now);
     void (*free)(mp_handle_t *h);
+    /* mp_handle_export / mp_handle_import (export.c): the object as bytes
+     * any process of this user can rebuild it from while this one still
+     * holds it. NULL: the type cannot be exported. */
+    int (*export_blob)(mp_handle_t *h, mp__wbuf_t *w);
+    int (*import_blob)(mp__rbuf_t *r, mp_handle_t **out);
+    /* For mp_wait on a handle with no OS waitable (waitable leaves w
+     * empty): sleeps up to timeout_ms or until it may have become ready. */
+    int (*sleep)(mp_handle_t *h, long timeout_ms);
 } mp__htype_ops_t;
 
 /* Registers a new object of type in this process's live list. */
@@ -58,5 +85,34 @@ void mp__handle_free(mp_handle_t *h);
 
 extern const mp__htype_ops_t mp__conn_ops;
 extern const mp__htype_ops_t mp__process_ops;
+
+/* export.c: a handle with its type tag inside an export blob (for objects
+ * that hold other objects, e.g. a condition's lock). */
+int mp__handle_export_into(mp_handle_t *h, mp__wbuf_t *w);
+int mp__handle_import_from(mp__rbuf_t *r, mp_handle_t **out);
+
+/* shm.c: a shared segment inside a packed handle (t: for a spawned child)
+ * or an export blob (t NULL: by name; unpack then gets no table). */
+int mp__seg_pack(mp__seg_t *s, mp__wbuf_t *w, mp__ostab_t *t);
+int mp__seg_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, const mp__seg_spec_t *expect,
+                   mp__seg_t **out);
+
+/* sync.c, shm.c */
+extern const mp__htype_ops_t mp__lock_ops;
+extern const mp__htype_ops_t mp__rlock_ops;
+extern const mp__htype_ops_t mp__semaphore_ops;
+extern const mp__htype_ops_t mp__event_ops;
+extern const mp__htype_ops_t mp__condition_ops;
+extern const mp__htype_ops_t mp__barrier_ops;
+extern const mp__htype_ops_t mp__shm_ops;
+extern const mp__htype_ops_t mp__value_ops;
+
+/* manager.c, manager_proxy.c */
+extern const mp__htype_ops_t mp__manager_ops;
+extern const mp__htype_ops_t mp__dict_ops;
+extern const mp__htype_ops_t mp__list_ops;
+
+/* queue.c */
+extern const mp__htype_ops_t mp__queue_ops;
 
 #endif

@@ -7,7 +7,11 @@
 
 /* Records a detail for mp_last_error_detail() and returns code. */
 int mp__fail(int code, const char *fmt, ...)
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+    /* For MinGW "printf" means msvcrt's, which lacks %zu; in C11 mode its
+     * stdio is MinGW's own C99 printf, which gnu_printf describes. */
+    __attribute__((format(gnu_printf, 2, 3)))
+#elif defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;

@@ -119,4 +119,222 @@ uint64_t mp__os_now_ns(void);
  * returns the MP_E* code it maps to. */
 int mp__fail_os(const char *call);
 
+/* ==== Listener and Client: endpoints, message streams, HMAC ==== */
+
+/* An address already split by src/common/listener.c. PRIVATE lets the
+ * backend pick a fresh local endpoint only this user can reach. */
+typedef enum { MP__ADDR_PRIVATE, MP__ADDR_TCP, MP__ADDR_UNIX, MP__ADDR_PIPE } mp__addr_kind_t;
+
+typedef struct {
+    mp__addr_kind_t kind;
+    const char *host; /* TCP: a name or a numeric address, without brackets */
+    uint16_t port;    /* TCP: 0 lets a listener pick a free port */
+    const char *path; /* UNIX: a filesystem path; PIPE: the name after \\.\pipe\ */
+} mp__addr_t;
+
+typedef struct mp__server mp__server_t;
+
+/* Starts listening. A TCP host that is not loopback needs allow_remote
+ * (MP_EPERM otherwise); backlog <= 0 picks a default. Kinds this platform
+ * lacks give MP_ENOSYS with a detail. */
+int mp__server_open(const mp__addr_t *a, int backlog, bool allow_remote, mp__server_t **s);
+/* The address clients connect to, in mproc's syntax ("tcp://127.0.0.1:4242"
+ * with the real port, "unix:/path", "pipe:name"). Owned by s. */
+const char *mp__server_address(const mp__server_t *s);
+/* Waits up to timeout_ms for a peer. *message tells that the stream keeps
+ * message boundaries (see mp__stream_msg_read) and carries no headers. */
+int mp__server_accept(mp__server_t *s, long timeout_ms, mp__stream_t **st, bool *message);
+/* Stops listening; remove_name also deletes the name it created (socket
+ * file, private directory), which only the creating process should do. */
+void mp__server_close(mp__server_t *s, bool remove_name);
+/* Connects to a listening address, waiting at most timeout_ms. */
+int mp__stream_connect(const mp__addr_t *a, long timeout_ms, mp__stream_t **st, bool *message);
+
+/* Message streams (Windows named pipes in PIPE_TYPE_MESSAGE, the form
+ * CPython's PipeConnection speaks): one msg_write is one message, and
+ * reads never run past the end of a message. msg_read waits up to
+ * timeout_ms for data of the current or else the next message, and reports
+ * in *left the bytes of that message still unread after the *got it
+ * returns; an empty message is *got == 0 with *left == 0. Backends without
+ * message streams never create one and return MP_ENOSYS here. */
+int mp__stream_msg_read(mp__stream_t *s, void *buf, size_t cap, size_t *got, uint64_t *left,
+                        long timeout_ms);
+int mp__stream_msg_write(mp__stream_t *s, const void *buf, size_t len);
+
+/* The digests of CPython's handshake (_ALLOWED_DIGESTS). */
+typedef enum {
+    MP__DIGEST_MD5,
+    MP__DIGEST_SHA256,
+    MP__DIGEST_SHA384,
+    MP__DIGEST_SHA3_256,
+    MP__DIGEST_SHA3_384,
+    MP__DIGEST_COUNT
+} mp__digest_t;
+#define MP__HMAC_MAX 64
+
+/* HMAC-d(key, msg) into out (room for MP__HMAC_MAX bytes); *outlen gets
+ * its size. MP_ENOSYS when this platform's crypto lacks d. */
+int mp__hmac(mp__digest_t d, const void *key, size_t keylen, const void *msg, size_t len,
+             uint8_t *out, size_t *outlen);
+
+/* ==== shared segments, robust mutexes and wait queues (sync, shm, queue) ====
+ *
+ * A segment is memory shared between processes plus this process's share
+ * of the OS objects that go with it. Its layout is [backend header][robust
+ * mutexes][wait queues][user area]; callers see the user area only and
+ * name mutexes and wait queues by index. A segment is either private
+ * (spec.name NULL: reachable only through mp__seg_ref, i.e. inheritance,
+ * a spawned child's handle table or an export blob) or named (mp_shm).
+ * Every segment carries a random key that a ref repeats, so a blob that
+ * names the wrong object is refused, and a tag and shape (size, nmutex,
+ * nwq) that rebuilding checks against what the caller expects.
+ *
+ * Lifetime: mp__seg_close releases this process's share. A private segment
+ * disappears when the last process holding it closes it or dies. A named
+ * one keeps its name while a holder is alive (a lease of holder pids in the
+ * header); the last holder to close it, or mp__seg_unlink, removes the
+ * name, and a name whose holders all died is removed by the next create of
+ * that name (best effort where the OS cannot enumerate names; see
+ * docs/DECISIONS.md). A process holds one segment object per OS object:
+ * opening/rebuilding one it already holds returns the same object with one
+ * more reference. */
+#include <stdatomic.h>
+
+typedef struct mp__seg mp__seg_t;
+
+#define MP__SEG_MAX_MUTEX 8u
+#define MP__SEG_MAX_WQ 8u
+#define MP__SEG_NAME_MAX 26u /* user names: [A-Za-z0-9_-]{1,26} (macOS: 31 with a prefix) */
+
+typedef struct {
+    size_t size;      /* bytes of the user area, > 0; zeroed at create */
+    unsigned nmutex;  /* robust mutexes, at most MP__SEG_MAX_MUTEX */
+    unsigned nwq;     /* wait queues, at most MP__SEG_MAX_WQ */
+    uint32_t tag;     /* the caller's type tag, checked when rebuilt */
+    const char *name; /* NULL: private; else a user name (MP_EEXIST if taken) */
+} mp__seg_spec_t;
+
+int mp__seg_create(const mp__seg_spec_t *spec, mp__seg_t **out);
+/* Opens a named segment. MP_ENOTFOUND when no live segment has the name;
+ * MP_ETYPE when it has another tag. */
+int mp__seg_open(const char *name, uint32_t tag, mp__seg_t **out);
+/* The user area (aligned to 64 bytes; to a page for named segments). */
+void *mp__seg_ptr(mp__seg_t *s);
+size_t mp__seg_size(mp__seg_t *s);
+/* Named segments: the name, and removing it now (MP_ENOTFOUND if it is
+ * already gone). Holders keep their mappings. */
+const char *mp__seg_name(mp__seg_t *s);
+int mp__seg_unlink(mp__seg_t *s);
+/* Releases this process's share (one reference). Also what a forked child
+ * calls for a segment it was not given. */
+void mp__seg_close(mp__seg_t *s);
+
+/* A segment as bytes (and, for a spawned child, OS handles) that another
+ * process rebuilds it from. by_name=false: for a child of this process;
+ * the handles go in osh and must reach the child (a spawn handle table).
+ * by_name=true: for any process of this user while this one still holds
+ * the segment (an export blob); no handles. */
+#define MP__SEG_REF_MAX 160u
+#define MP__SEG_OSH_MAX (1u + MP__SEG_MAX_MUTEX + MP__SEG_MAX_WQ)
+typedef struct {
+    uint8_t bytes[MP__SEG_REF_MAX];
+    size_t len;
+    mp__osh_t osh[MP__SEG_OSH_MAX];
+    size_t nosh;
+} mp__seg_ref_t;
+int mp__seg_ref(mp__seg_t *s, bool by_name, mp__seg_ref_t *ref);
+/* Rebuilds a segment. expect gives tag, nmutex, nwq and (if nonzero) size;
+ * a ref that is malformed, of another shape or whose object is gone fails
+ * with MP_EPROTO / MP_ETYPE / MP_ENOTFOUND, never a crash. Handles in
+ * ref->osh that it keeps are set to MP__OSH_INVALID; the caller closes the
+ * rest. */
+int mp__seg_from_ref(mp__seg_ref_t *ref, const mp__seg_spec_t *expect, mp__seg_t **out);
+
+/* Robust mutex i of s, owned by the calling thread. 0; MP_EOWNERDEAD: it
+ * is now held by the caller, its previous owner died holding it, and it
+ * works normally from here on (the caller repairs the state it guards);
+ * MP_ETIMEDOUT (timeout 0 = try). Not re-entrant; unlock only by the
+ * owning thread. */
+int mp__seg_lock(mp__seg_t *s, unsigned i, long timeout_ms);
+int mp__seg_unlock(mp__seg_t *s, unsigned i);
+
+/* Wait queue q of s: the cross-process futex.
+ *
+ * mp__seg_wait blocks while *word == expected: it returns 0 once it saw
+ * *word != expected or was woken, and MP_ETIMEDOUT when timeout_ms passed
+ * first. It may return 0 spuriously (a signal, a wake meant for an earlier
+ * value, a waker that raced): callers re-check their condition in a loop
+ * and pass the remaining timeout. Before sleeping it spins up to spin_ns
+ * re-reading *word (never on a one-CPU machine); an idle sleeper uses no
+ * CPU. word must lie in s's user area, and every waiter on q must wait on
+ * the same word (a queue per condition, not per segment).
+ *
+ * mp__seg_wake wakes up to n sleepers of q (MP__WAKE_ALL: all). It must
+ * follow the change to *word, made with a seq_cst atomic store or
+ * read-modify-write, so a waiter either sees the new value or is woken.
+ * It costs no system call when nobody sleeps on q.
+ *
+ * A waker killed between changing *word and calling wake leaves sleepers
+ * asleep until their timeout: callers that must survive that wait in
+ * slices (src/common/sync.c uses 1 s). Linux: a non-private futex on the
+ * word. Portable POSIX: a FIFO per queue carrying wake tokens. Windows: a
+ * named semaphore per queue. */
+#define MP__WAKE_ALL UINT32_MAX
+int mp__seg_wait(mp__seg_t *s, unsigned q, const _Atomic uint32_t *word, uint32_t expected,
+                 long timeout_ms, uint32_t spin_ns);
+int mp__seg_wake(mp__seg_t *s, unsigned q, const _Atomic uint32_t *word, uint32_t n);
+
+/* Extension space of a private segment (queues: items that do not fit
+ * their ring). Bytes addressed by offset, 0 to MP__SEG_EXT_MAX, beyond the
+ * user area of the same OS object: what one holder writes there stays for
+ * as long as any holder is alive, after the writer ended, and goes with
+ * the last holder however it ends. Nothing is allocated until committed;
+ * release gives the pages back (the range then reads as zeroes). Offsets
+ * and lengths are multiples of mp__seg_ext_unit(). Commits of one segment
+ * must not run concurrently (the caller serializes them). Named segments
+ * have no extension space (MP_EINVAL). */
+#define MP__SEG_EXT_MAX ((uint64_t)1 << 60)
+size_t mp__seg_ext_unit(void);
+/* Allocates [off, off+len): MP_ENOMEM when the system has no room. */
+int mp__seg_ext_commit(mp__seg_t *s, uint64_t off, uint64_t len);
+/* Maps [off, off+len) of committed space into this process, its pages
+ * present (no fault on first touch). */
+int mp__seg_ext_map(mp__seg_t *s, uint64_t off, size_t len, void **p);
+void mp__seg_ext_unmap(void *p, size_t len);
+/* Gives the pages of [off, off+len) back to the OS; idempotent. */
+void mp__seg_ext_release(mp__seg_t *s, uint64_t off, uint64_t len);
+
+/* The calling thread's id: nonzero and unique among the live threads of
+ * the whole system (a robust owner). */
+uint64_t mp__os_thread_id(void);
+
+/* ==== threads, mutexes and condition variables (in-process: the pool) ====
+ * Plain in-process primitives for the pool's handler thread and the threads
+ * that wait on it; C11 <threads.h> is missing on MinGW. Objects live on the
+ * heap so this header names no OS type. */
+typedef struct mp__thread mp__thread_t;
+typedef struct mp__mutex mp__mutex_t;
+typedef struct mp__cond mp__cond_t;
+
+/* Runs fn(arg) in a new thread. */
+int mp__thread_start(mp__thread_t **t, void (*fn)(void *), void *arg);
+/* Waits for the thread to return, then frees t. */
+void mp__thread_join(mp__thread_t *t);
+/* True when the caller is thread t. */
+bool mp__thread_is_current(const mp__thread_t *t);
+
+int mp__mutex_create(mp__mutex_t **m);
+void mp__mutex_lock(mp__mutex_t *m);
+void mp__mutex_unlock(mp__mutex_t *m);
+void mp__mutex_free(mp__mutex_t *m);
+
+int mp__cond_create(mp__cond_t **c);
+/* Atomically releases m and waits for a signal, at most timeout_ms
+ * (MP_FOREVER: no limit); holds m again on return. 0 may be spurious
+ * (callers re-check their predicate); MP_ETIMEDOUT once the time passed. */
+int mp__cond_wait(mp__cond_t *c, mp__mutex_t *m, long timeout_ms);
+void mp__cond_signal(mp__cond_t *c);
+void mp__cond_broadcast(mp__cond_t *c);
+void mp__cond_free(mp__cond_t *c);
+
 #endif

@@ -50,10 +50,11 @@ bool mp__os_has_fork(void)
 static int open_waitfd(pid_t pid, int *fd)
 {
 #if defined(__linux__)
+    /* A pidfd is always close-on-exec: no fcntl needed. */
     long r = syscall(SYS_pidfd_open, pid, 0);
     if (r < 0) return mp__fail_os("pidfd_open");
     *fd = (int)r;
-    return mp__fd_cloexec(*fd);
+    return 0;
 #else
     int kq = kqueue();
     if (kq < 0) return mp__fail_os("kqueue");
@@ -225,8 +226,10 @@ int mp__child_spawn(const mp__spawn_req_t *rq, mp__child_t **c)
     if (socketpair(AF_UNIX, type, 0, sv) < 0) return mp__fail_os("socketpair(bootstrap)");
     int *tmp = rq->npass ? malloc(rq->npass * sizeof *tmp) : NULL;
     int rc = rq->npass && !tmp ? mp__fail(MP_ENOMEM, "spawn: handle table") : 0;
+#if !defined(SOCK_CLOEXEC)
     if (!rc) rc = mp__fd_cloexec(sv[0]);
     if (!rc) rc = mp__fd_cloexec(sv[1]);
+#endif
     if (!rc) rc = stage_handles(rq, tmp);
     pid_t pid = -1;
     if (!rc) {

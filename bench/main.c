@@ -1,0 +1,315 @@
+/* mproc-bench: runs each workload for mproc and for its raw OS floor in the
+ * same run, one repetition of each in turn, and reports both and the ratio
+ * mproc/raw against the workload's target. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mproc.h>
+
+#include "bench.h"
+#include "raw.h"
+
+#ifndef MPROC_BENCH_BUILD_TYPE
+#define MPROC_BENCH_BUILD_TYPE ""
+#endif
+
+#define DEFAULT_REPS 7
+#define QUICK_REPS 3
+#define MAX_REPS 101
+/* Seconds one side of one repetition should take at most: on a slow
+ * system (Wine, a small VM) the table's counts are cut down to fit, but
+ * never below a tenth of them (nor MIN_COUNT). */
+#define BUDGET_FULL 1.0
+#define BUDGET_QUICK 0.15
+#define MIN_COUNT 3
+
+/* The workloads. A new one is a pair of functions and a line here. */
+static const bench_workload_t workloads[] = {
+    {"w1", "pipe ping-pong, 64 B messages", "us/round trip", false, 1.15, 30000, 3000, w1_mproc,
+     w1_raw, "the same framing over a socketpair (POSIX) / named pipe (Windows)"},
+    {"w2", "pipe bulk, 1 MiB messages, recv_bytes_into", "GB/s", true, 0.9, 1024, 96, w2_mproc,
+     w2_raw, "the same framing over a socketpair / named pipe, read straight to the buffer"},
+    {"w2-alloc", "pipe bulk, 1 MiB messages, recv_bytes + mp_free", "GB/s", true, 0, 1024, 96,
+     w2_mproc_alloc, w2_raw, "as w2"},
+    {"w7-fork", "process start + join, fork", "ms/process", false, 1.5, 600, 100, w7_fork_mproc,
+     w7_fork_raw, "fork + _exit(0) + waitpid"},
+    {"w7-spawn", "process start + join, spawn", "ms/process", false, 2.0, 300, 40, w7_spawn_mproc,
+     w7_spawn_raw, "posix_spawn / CreateProcess of this executable, which exits at once"},
+};
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+static char error_text[1024];
+
+int bench_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_text, sizeof error_text, fmt, ap);
+    va_end(ap);
+    return BENCH_FAIL;
+}
+
+int bench_fail_mp(int rc, const char *what)
+{
+    return bench_fail("%s: %s: %s", what, mp_err_name(rc), mp_last_error_detail());
+}
+
+const char *bench_error(void)
+{
+    return error_text;
+}
+
+typedef struct {
+    double median, min, max;
+} stats_t;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static stats_t stats_of(const double *v, int n)
+{
+    double s[MAX_REPS];
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    stats_t st = {n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1]};
+    return st;
+}
+
+typedef struct {
+    const bench_workload_t *w;
+    long count;
+    int reps;
+    bool skipped;
+    double mproc[MAX_REPS], raw[MAX_REPS], ratio[MAX_REPS];
+    stats_t m, r, q;
+} result_t;
+
+static bool meets(const result_t *res)
+{
+    const bench_workload_t *w = res->w;
+    if (w->target <= 0) return true;
+    return w->higher_is_better ? res->q.median >= w->target : res->q.median <= w->target;
+}
+
+static int failed(const bench_workload_t *w, const char *side, int rep)
+{
+    fprintf(stderr, "mproc-bench: %s (%s, %s %d): FAILED: %s\n", w->name, side,
+            rep ? "repetition" : "calibration", rep, bench_error());
+    return BENCH_FAIL;
+}
+
+/* The count that keeps one side of a repetition within budget seconds: a
+ * short untimed run of the floor (which also warms up) tells. */
+static int calibrate(const bench_workload_t *w, long max, double budget, long *count)
+{
+    long probe = max / 50 > 0 ? max / 50 : 1;
+    double unused;
+    uint64_t t0 = raw_now_ns();
+    int rc = w->raw(probe, &unused);
+    uint64_t t1 = raw_now_ns();
+    if (rc) return rc == BENCH_SKIP ? rc : failed(w, "raw", 0);
+    double fit = budget / ((double)(t1 - t0) / 1e9 / (double)probe);
+    long least = max / 10 > MIN_COUNT ? max / 10 : MIN_COUNT;
+    *count = fit >= (double)max ? max : fit <= (double)least ? least : (long)fit;
+    return 0;
+}
+
+/* Runs w; 0, BENCH_SKIP, or BENCH_FAIL after saying what went wrong. */
+static int run(const bench_workload_t *w, long max, double budget, int reps, result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    res->w = w;
+    res->reps = reps;
+    int rc = calibrate(w, max, budget, &res->count);
+    if (rc == BENCH_SKIP) res->skipped = true;
+    if (rc) return rc;
+    for (int i = 0; i < reps; i++) {
+        rc = w->mproc(res->count, &res->mproc[i]);
+        if (rc == BENCH_SKIP) res->skipped = true;
+        if (rc) return rc == BENCH_SKIP ? rc : failed(w, "mproc", i + 1);
+        rc = w->raw(res->count, &res->raw[i]);
+        if (rc) return failed(w, "raw", i + 1);
+        if (!(res->mproc[i] > 0) || !(res->raw[i] > 0)) {
+            fprintf(stderr, "mproc-bench: %s: a measurement came out as zero\n", w->name);
+            return BENCH_FAIL;
+        }
+        res->ratio[i] = res->mproc[i] / res->raw[i];
+    }
+    res->m = stats_of(res->mproc, reps);
+    res->r = stats_of(res->raw, reps);
+    res->q = stats_of(res->ratio, reps);
+    return 0;
+}
+
+static void print_human(const result_t *res)
+{
+    const bench_workload_t *w = res->w;
+    printf("%-9s %s  [%s, %s is better; %ld per repetition]\n", w->name, w->title, w->unit,
+           w->higher_is_better ? "higher" : "lower", res->count);
+    if (res->skipped) {
+        printf("          skipped: not available on this platform\n\n");
+        return;
+    }
+    printf("          raw floor: %s\n", w->floor);
+    printf("          mproc     %10.3f  (%.3f - %.3f)\n", res->m.median, res->m.min, res->m.max);
+    printf("          raw       %10.3f  (%.3f - %.3f)\n", res->r.median, res->r.min, res->r.max);
+    printf("          mproc/raw %10.3f  (%.3f - %.3f)", res->q.median, res->q.min, res->q.max);
+    if (w->target > 0)
+        printf("  target %s %.2f  %s", w->higher_is_better ? ">=" : "<=", w->target,
+               meets(res) ? "PASS" : "MISS");
+    printf("\n\n");
+    fflush(stdout);
+}
+
+static void json_values(const char *key, const double *v, int n, stats_t st)
+{
+    printf("\"%s\": {\"median\": %.6g, \"min\": %.6g, \"max\": %.6g, \"values\": [", key, st.median,
+           st.min, st.max);
+    for (int i = 0; i < n; i++)
+        printf("%s%.6g", i ? ", " : "", v[i]);
+    printf("]}");
+}
+
+static void print_json(const result_t *res, size_t n, bool quick, int reps)
+{
+    printf("{\"mproc_version\": \"%s\", \"os\": \"%s\", \"build_type\": \"%s\", "
+           "\"default_start_method\": \"%s\", \"cpus\": %d, \"quick\": %s, \"reps\": %d,\n"
+           " \"workloads\": [",
+           mp_version(), raw_os_name(), MPROC_BENCH_BUILD_TYPE,
+           mp_get_start_method() == MP_START_FORK ? "fork" : "spawn", mp_cpu_count(),
+           quick ? "true" : "false", reps);
+    for (size_t i = 0; i < n; i++) {
+        const bench_workload_t *w = res[i].w;
+        printf("%s\n  {\"name\": \"%s\", \"title\": \"%s\", \"unit\": \"%s\", "
+               "\"better\": \"%s\", \"count\": %ld, \"floor\": \"%s\", ",
+               i ? "," : "", w->name, w->title, w->unit, w->higher_is_better ? "higher" : "lower",
+               res[i].count, w->floor);
+        if (res[i].skipped) {
+            printf("\"skipped\": true}");
+            continue;
+        }
+        json_values("mproc", res[i].mproc, res[i].reps, res[i].m);
+        printf(", ");
+        json_values("raw", res[i].raw, res[i].reps, res[i].r);
+        printf(", ");
+        json_values("ratio", res[i].ratio, res[i].reps, res[i].q);
+        if (w->target > 0)
+            printf(", \"target\": %.6g, \"target_op\": \"%s\", \"pass\": %s", w->target,
+                   w->higher_is_better ? ">=" : "<=", meets(&res[i]) ? "true" : "false");
+        printf("}");
+    }
+    printf("\n ]}\n");
+}
+
+static bool selected(const bench_workload_t *w, const char *only)
+{
+    if (!only) return true;
+    size_t n = strlen(only);
+    return !strncmp(w->name, only, n) && (w->name[n] == 0 || w->name[n] == '-');
+}
+
+static int usage(FILE *f, int code)
+{
+    fprintf(f,
+            "usage: mproc-bench [--quick] [--json] [--only NAME] [--reps N] [--strict] "
+            "[--list]\n"
+            "  --quick     %d repetitions of smaller counts (well under 30 s)\n"
+            "  --json      machine-readable results on stdout\n"
+            "  --only NAME one workload (\"w7\" selects w7-fork and w7-spawn)\n"
+            "  --reps N    repetitions (default %d)\n"
+            "  --strict    exit with 3 when a target is missed\n"
+            "  --list      the workloads and their targets\n",
+            QUICK_REPS, DEFAULT_REPS);
+    return code;
+}
+
+static void list(void)
+{
+    for (size_t i = 0; i < NWORKLOADS; i++) {
+        const bench_workload_t *w = &workloads[i];
+        printf("%-9s %-50s %s", w->name, w->title, w->unit);
+        if (w->target > 0)
+            printf("  target mproc/raw %s %.2f", w->higher_is_better ? ">=" : "<=", w->target);
+        printf("\n");
+    }
+}
+
+static void header(bool quick, int reps)
+{
+    const char *bt = MPROC_BENCH_BUILD_TYPE;
+    printf("mproc-bench %s on %s, build type \"%s\", default start method %s, %d CPUs, "
+           "%d repetitions%s\n",
+           mp_version(), raw_os_name(), bt,
+           mp_get_start_method() == MP_START_FORK ? "fork" : "spawn", mp_cpu_count(), reps,
+           quick ? " (quick)" : "");
+    if (strcmp(bt, "Release") && strcmp(bt, "RelWithDebInfo") && strcmp(bt, "MinSizeRel"))
+        printf("warning: an unoptimised build; configure with -DCMAKE_BUILD_TYPE=Release\n");
+    printf("each line: median (min - max) over the repetitions; mproc/raw is the median of the\n"
+           "per-repetition ratios of the metric, mproc and raw measured in turn\n\n");
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    mp_init(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], RAW_CHILD_FLAG)) return raw_child_main(argc, argv);
+
+    bool quick = false, json = false, strict = false;
+    const char *only = NULL;
+    int reps = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            quick = true;
+        } else if (!strcmp(argv[i], "--json")) {
+            json = true;
+        } else if (!strcmp(argv[i], "--strict")) {
+            strict = true;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+            if (reps < 1 || reps > MAX_REPS) {
+                fprintf(stderr, "mproc-bench: --reps takes 1 to %d\n", MAX_REPS);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--list")) {
+            list();
+            return 0;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            return usage(stdout, 0);
+        } else {
+            fprintf(stderr, "mproc-bench: unknown argument %s\n", argv[i]);
+            return usage(stderr, 2);
+        }
+    }
+    if (!reps) reps = quick ? QUICK_REPS : DEFAULT_REPS;
+
+    static result_t results[NWORKLOADS];
+    size_t n = 0;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (selected(&workloads[i], only)) n++;
+    if (!n) {
+        fprintf(stderr, "mproc-bench: no workload named %s; --list shows them\n", only);
+        return 2;
+    }
+    if (!json) header(quick, reps);
+    bool all_met = true;
+    n = 0;
+    for (size_t i = 0; i < NWORKLOADS; i++) {
+        const bench_workload_t *w = &workloads[i];
+        if (!selected(w, only)) continue;
+        result_t *res = &results[n++];
+        int rc = run(w, quick ? w->quick_count : w->count, quick ? BUDGET_QUICK : BUDGET_FULL, reps,
+                     res);
+        if (rc == BENCH_FAIL) return 1;
+        if (!res->skipped) all_met &= meets(res);
+        if (!json) print_human(res);
+    }
+    if (json) print_json(results, n, quick, reps);
+    return strict && !all_met ? 3 : 0;
+}

@@ -1,0 +1,197 @@
+/* The raw floors on Windows: a named pipe to a child process started with
+ * CreateProcess (the pipe end passed by inheritance), and CreateProcess +
+ * WaitForSingleObject. Windows has no fork. */
+#include <windows.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
+#include "bench.h"
+#include "raw.h"
+
+struct raw_stream {
+    HANDLE h;
+};
+
+struct raw_child {
+    HANDLE proc;
+};
+
+uint64_t raw_now_ns(void)
+{
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    uint64_t q = (uint64_t)c.QuadPart, hz = (uint64_t)f.QuadPart;
+    return q / hz * 1000000000u + q % hz * 1000000000u / hz;
+}
+
+const char *raw_os_name(void)
+{
+    return "windows";
+}
+
+static const wchar_t *self_exe(void)
+{
+    static wchar_t path[32768];
+    if (path[0]) return path;
+    DWORD n = GetModuleFileNameW(NULL, path, sizeof path / sizeof path[0]);
+    if (n == 0 || n >= sizeof path / sizeof path[0]) path[0] = 0;
+    return path[0] ? path : NULL;
+}
+
+/* Starts this executable with RAW_CHILD_FLAG and extra (may be empty). */
+static int start_self(const wchar_t *extra, BOOL inherit, HANDLE *proc)
+{
+    const wchar_t *exe = self_exe();
+    if (!exe) return bench_fail("GetModuleFileNameW failed (%lu)", GetLastError());
+    size_t cap = wcslen(exe) + wcslen(extra) + 64;
+    wchar_t *cmd = malloc(cap * sizeof *cmd);
+    if (!cmd) return bench_fail("start_self: out of memory");
+    _snwprintf(cmd, cap, L"\"%ls\" " RAW_CHILD_FLAG L"%ls", exe, extra);
+    cmd[cap - 1] = 0;
+    STARTUPINFOW si;
+    memset(&si, 0, sizeof si);
+    si.cb = sizeof si;
+    PROCESS_INFORMATION pi;
+    BOOL ok = CreateProcessW(exe, cmd, NULL, NULL, inherit, 0, NULL, NULL, &si, &pi);
+    free(cmd);
+    if (!ok) return bench_fail("CreateProcessW failed (%lu)", GetLastError());
+    CloseHandle(pi.hThread);
+    *proc = pi.hProcess;
+    return 0;
+}
+
+static int wait_proc(HANDLE proc, int *code)
+{
+    DWORD st = 0;
+    int rc = 0;
+    if (WaitForSingleObject(proc, INFINITE) != WAIT_OBJECT_0 || !GetExitCodeProcess(proc, &st))
+        rc = bench_fail("waiting for a child failed (%lu)", GetLastError());
+    CloseHandle(proc);
+    *code = (int)st;
+    return rc;
+}
+
+int raw_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
+{
+    static LONG counter;
+    wchar_t name[96];
+    _snwprintf(name, 96, L"\\\\.\\pipe\\mproc-bench-%lu-%ld", GetCurrentProcessId(),
+               InterlockedIncrement(&counter));
+    name[95] = 0;
+    raw_stream_t *me = malloc(sizeof *me);
+    raw_child_t *ch = malloc(sizeof *ch);
+    if (!me || !ch) {
+        free(me);
+        free(ch);
+        return bench_fail("raw_child_start: out of memory");
+    }
+    HANDLE srv = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                                  PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+                                      PIPE_REJECT_REMOTE_CLIENTS,
+                                  1, RAW_RBUF, RAW_RBUF, 0, NULL);
+    SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+    HANDLE cli = srv == INVALID_HANDLE_VALUE ? INVALID_HANDLE_VALUE
+                                             : CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0,
+                                                           &sa, OPEN_EXISTING, 0, NULL);
+    int rc = 0;
+    if (cli == INVALID_HANDLE_VALUE ||
+        (!ConnectNamedPipe(srv, NULL) && GetLastError() != ERROR_PIPE_CONNECTED))
+        rc = bench_fail("named pipe setup failed (%lu)", GetLastError());
+    if (!rc) {
+        wchar_t extra[64];
+        _snwprintf(extra, 64, L" %ls %lu", role == RAW_ROLE_ECHO ? L"echo" : L"bulk",
+                   (unsigned long)(uintptr_t)cli);
+        extra[63] = 0;
+        rc = start_self(extra, TRUE, &ch->proc);
+    }
+    if (cli != INVALID_HANDLE_VALUE) CloseHandle(cli);
+    if (rc) {
+        if (srv != INVALID_HANDLE_VALUE) CloseHandle(srv);
+        free(me);
+        free(ch);
+        return rc;
+    }
+    me->h = srv;
+    *s = me;
+    *c = ch;
+    return 0;
+}
+
+int raw_child_join(raw_child_t *c, int *code)
+{
+    int rc = wait_proc(c->proc, code);
+    free(c);
+    return rc;
+}
+
+void raw_stream_close(raw_stream_t *s)
+{
+    if (!s) return;
+    CloseHandle(s->h);
+    free(s);
+}
+
+static int write_all(HANDLE h, const char *p, size_t n)
+{
+    while (n) {
+        DWORD chunk = n > 0x40000000u ? 0x40000000u : (DWORD)n, w = 0;
+        if (!WriteFile(h, p, chunk, &w, NULL)) {
+            DWORD e = GetLastError();
+            if (e == ERROR_BROKEN_PIPE || e == ERROR_NO_DATA) return RAW_EOF;
+            return bench_fail("WriteFile failed (%lu)", e);
+        }
+        p += w;
+        n -= w;
+    }
+    return 0;
+}
+
+int raw_write(raw_stream_t *s, const void *a, size_t na, const void *b, size_t nb)
+{
+    int rc = write_all(s->h, a, na);
+    return rc || !b ? rc : write_all(s->h, b, nb);
+}
+
+int raw_read(raw_stream_t *s, void *buf, size_t cap, size_t *got)
+{
+    *got = 0;
+    DWORD chunk = cap > 0x40000000u ? 0x40000000u : (DWORD)cap, n = 0;
+    for (;;) {
+        if (!ReadFile(s->h, buf, chunk, &n, NULL)) {
+            DWORD e = GetLastError();
+            if (e == ERROR_BROKEN_PIPE) return RAW_EOF;
+            return bench_fail("ReadFile failed (%lu)", e);
+        }
+        if (n) break;
+    }
+    *got = n;
+    return 0;
+}
+
+int raw_fork_join(int *code)
+{
+    (void)code;
+    return BENCH_SKIP;
+}
+
+int raw_spawn_join(int *code)
+{
+    HANDLE proc;
+    int rc = start_self(L"", FALSE, &proc);
+    return rc ? rc : wait_proc(proc, code);
+}
+
+int raw_child_main(int argc, char **argv)
+{
+    if (argc == 2) return 0;
+    if (argc != 4) return 2;
+    raw_role_t role = !strcmp(argv[2], "echo") ? RAW_ROLE_ECHO : RAW_ROLE_BULK;
+    raw_stream_t s = {(HANDLE)(uintptr_t)strtoul(argv[3], NULL, 10)};
+    int code = raw_role_run(role, &s);
+    CloseHandle(s.h);
+    return code;
+}

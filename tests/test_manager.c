@@ -1,0 +1,953 @@
+/* Managers: dicts and lists shared through a server, locally and over TCP,
+ * in children of every start method; what happens when the manager stops
+ * or dies, when clients die holding its stores, and when peers send
+ * garbage. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "connection_internal.h"
+#include "helpers.h"
+#include "manager_internal.h"
+#include "manager_remote.h"
+
+#define KEY "manager-test-key"
+#define KEYLEN (sizeof KEY - 1)
+#define NPROC 4
+#define PER_PROC 2000
+
+static mp_manager_t *start_manager(void)
+{
+    mp_manager_t *m = NULL;
+    ASSERT_OK(mp_manager_start(&m, NULL));
+    cr_assert(mp_manager_address(m) != NULL);
+    return m;
+}
+
+static mp_process_t *start_with(mp_target_fn fn, mp_handle_t *h, const char *s)
+{
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    if (h) ASSERT_OK(mp_args_add_handle(a, h));
+    if (s) ASSERT_OK(mp_args_add_str(a, s));
+    mp_process_t *p = start_proc(fn, a);
+    mp_args_free(a);
+    return p;
+}
+
+static void expect_value(mp_dict_t *d, const char *k, const char *want)
+{
+    void *v = NULL;
+    size_t n = 0;
+    ASSERT_OK(mp_dict_get(d, k, strlen(k), &v, &n));
+    cr_assert_eq(n, strlen(want), "%s: %zu bytes, wanted \"%s\"", k, n, want);
+    cr_assert(!memcmp(v, want, n));
+    mp_free(v);
+}
+
+static void set_str(mp_dict_t *d, const char *k, const char *v)
+{
+    ASSERT_OK(mp_dict_set(d, k, strlen(k), v, strlen(v)));
+}
+
+/* ---- dict ---- */
+
+Test(manager, dict_operations, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    set_str(d, "a", "1");
+    set_str(d, "b", "two");
+    set_str(d, "a", "one, replaced");
+    expect_value(d, "a", "one, replaced");
+    size_t n = 0;
+    ASSERT_OK(mp_dict_len(d, &n));
+    cr_assert_eq(n, 2);
+
+    void *v = NULL;
+    size_t vl = 0;
+    ASSERT_RC(mp_dict_get(d, "zz", 2, &v, &vl), MP_ENOTFOUND);
+    ASSERT_RC(mp_dict_del(d, "zz", 2), MP_ENOTFOUND);
+    ASSERT_RC(mp_dict_pop(d, "zz", 2, &v, &vl), MP_ENOTFOUND);
+    ASSERT_OK(mp_dict_pop(d, "b", 1, &v, &vl));
+    cr_assert(vl == 3 && !memcmp(v, "two", 3));
+    mp_free(v);
+    ASSERT_RC(mp_dict_get(d, "b", 1, &v, &vl), MP_ENOTFOUND);
+    ASSERT_OK(mp_dict_del(d, "a", 1));
+    ASSERT_OK(mp_dict_len(d, &n));
+    cr_assert_eq(n, 0);
+
+    /* Empty keys and values are bytes like any other. */
+    ASSERT_OK(mp_dict_set(d, "", 0, "", 0));
+    ASSERT_OK(mp_dict_get(d, "", 0, &v, &vl));
+    cr_assert_eq(vl, 0);
+    mp_free(v);
+
+    mp_iov_t *keys, *vals;
+    set_str(d, "k1", "v1");
+    set_str(d, "k2", "v2");
+    ASSERT_OK(mp_dict_items(d, &keys, &vals, &n));
+    cr_assert_eq(n, 3);
+    int seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].len == 2 && !memcmp(keys[i].data, "k1", 2)) {
+            cr_assert(vals[i].len == 2 && !memcmp(vals[i].data, "v1", 2));
+            seen |= 1;
+        }
+        if (keys[i].len == 2 && !memcmp(keys[i].data, "k2", 2)) seen |= 2;
+    }
+    cr_assert_eq(seen, 3);
+    mp_iov_free(keys, n);
+    mp_iov_free(vals, n);
+    ASSERT_OK(mp_dict_clear(d));
+    ASSERT_OK(mp_dict_len(d, &n));
+    cr_assert_eq(n, 0);
+    ASSERT_RC(mp_dict_get(d, "k1", 2, &v, &vl), MP_ENOTFOUND);
+    set_str(d, "after", "clear");
+    expect_value(d, "after", "clear");
+
+    ASSERT_RC(mp_dict_set(d, NULL, 1, "x", 1), MP_EINVAL);
+    ASSERT_RC(mp_dict_get(d, "a", 1, NULL, &vl), MP_EINVAL);
+    ASSERT_RC(mp_dict_set(d, "a", 1, "x", MP_MANAGER_MAX_ITEM), MP_EMSGSIZE);
+    mp_dict_free(d);
+    ASSERT_OK(mp_manager_shutdown(m));
+    mp_manager_free(m);
+}
+
+Test(manager, dict_incr_and_cas, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, "counters", &d));
+    int64_t now = 0;
+    ASSERT_OK(mp_dict_incr(d, "n", 1, 5, &now));
+    cr_assert_eq(now, 5);
+    ASSERT_OK(mp_dict_incr(d, "n", 1, -7, &now));
+    cr_assert_eq(now, -2);
+    ASSERT_OK(mp_dict_incr(d, "n", 1, 0, NULL));
+    set_str(d, "s", "abc");
+    ASSERT_RC(mp_dict_incr(d, "s", 1, 1, &now), MP_ETYPE);
+    ASSERT_OK(mp_dict_incr(d, "big", 3, INT64_MAX, &now));
+    ASSERT_RC(mp_dict_incr(d, "big", 3, 1, &now), MP_EINVAL);
+    /* The counter's bytes: 8, little-endian. */
+    void *v;
+    size_t vl;
+    ASSERT_OK(mp_dict_get(d, "n", 1, &v, &vl));
+    cr_assert_eq(vl, 8);
+    cr_assert_eq(((uint8_t *)v)[0], 0xfe);
+    mp_free(v);
+
+    ASSERT_RC(mp_dict_cas(d, "s", 1, "xyz", 3, "new", 3), MP_EBUSY);
+    expect_value(d, "s", "abc");
+    ASSERT_OK(mp_dict_cas(d, "s", 1, "abc", 3, "new", 3));
+    expect_value(d, "s", "new");
+    ASSERT_RC(mp_dict_cas(d, "missing", 7, "abc", 3, "x", 1), MP_ENOTFOUND);
+    ASSERT_OK(mp_dict_cas(d, "missing", 7, NULL, 0, "first", 5));
+    ASSERT_RC(mp_dict_cas(d, "missing", 7, NULL, 0, "second", 6), MP_EBUSY);
+    expect_value(d, "missing", "first");
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* ---- list ---- */
+
+static void expect_item(mp_list_t *l, long i, const char *want)
+{
+    void *v = NULL;
+    size_t n = 0;
+    ASSERT_OK(mp_list_get(l, i, &v, &n));
+    cr_assert(n == strlen(want) && !memcmp(v, want, n), "item %ld: \"%.*s\", wanted \"%s\"", i,
+              (int)n, (char *)v, want);
+    mp_free(v);
+}
+
+Test(manager, list_operations, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_list_t *l;
+    ASSERT_OK(mp_manager_list(m, NULL, &l));
+    const char *items[] = {"a", "bb", "ccc", "dddd"};
+    for (int i = 0; i < 4; i++)
+        ASSERT_OK(mp_list_append(l, items[i], strlen(items[i])));
+    size_t n = 0;
+    ASSERT_OK(mp_list_len(l, &n));
+    cr_assert_eq(n, 4);
+    expect_item(l, 0, "a");
+    expect_item(l, -1, "dddd");
+    expect_item(l, -4, "a");
+    void *v;
+    size_t vl;
+    ASSERT_RC(mp_list_get(l, 4, &v, &vl), MP_EINVAL);
+    ASSERT_RC(mp_list_get(l, -5, &v, &vl), MP_EINVAL);
+    ASSERT_OK(mp_list_set(l, -3, "BB", 2));
+    expect_item(l, 1, "BB");
+    ASSERT_RC(mp_list_set(l, 9, "x", 1), MP_EINVAL);
+    ASSERT_OK(mp_list_pop(l, 1, &v, &vl)); /* from the middle */
+    cr_assert(vl == 2 && !memcmp(v, "BB", 2));
+    mp_free(v);
+    ASSERT_OK(mp_list_pop(l, -1, &v, &vl));
+    cr_assert(vl == 4 && !memcmp(v, "dddd", 4));
+    mp_free(v);
+    mp_iov_t *all;
+    ASSERT_OK(mp_list_items(l, &all, &n));
+    cr_assert_eq(n, 2);
+    cr_assert(all[0].len == 1 && !memcmp(all[0].data, "a", 1));
+    cr_assert(all[1].len == 3 && !memcmp(all[1].data, "ccc", 3));
+    mp_iov_free(all, n);
+    ASSERT_OK(mp_list_pop(l, 0, &v, &vl));
+    mp_free(v);
+    ASSERT_OK(mp_list_pop(l, 0, &v, &vl));
+    mp_free(v);
+    ASSERT_RC(mp_list_pop(l, 0, &v, &vl), MP_EINVAL);
+    ASSERT_RC(mp_list_pop(l, -1, &v, &vl), MP_EINVAL);
+    mp_list_free(l);
+    mp_manager_free(m);
+}
+
+Test(manager, list_grows_and_keeps_order, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_list_t *l;
+    ASSERT_OK(mp_manager_list(m, "big", &l));
+    char buf[64];
+    for (int i = 0; i < 3000; i++) {
+        int n = snprintf(buf, sizeof buf, "item-%d-%*s", i, i % 40, "");
+        ASSERT_OK(mp_list_append(l, buf, (size_t)n));
+    }
+    for (int i = 0; i < 1000; i++) {
+        void *v;
+        size_t vl;
+        ASSERT_OK(mp_list_pop(l, 0, &v, &vl));
+        int n = snprintf(buf, sizeof buf, "item-%d-%*s", i, i % 40, "");
+        cr_assert(vl == (size_t)n && !memcmp(v, buf, vl), "pop %d", i);
+        mp_free(v);
+    }
+    size_t n;
+    ASSERT_OK(mp_list_len(l, &n));
+    cr_assert_eq(n, 2000);
+    int k = snprintf(buf, sizeof buf, "item-%d-%*s", 2999, 2999 % 40, "");
+    void *v;
+    size_t vl;
+    ASSERT_OK(mp_list_get(l, -1, &v, &vl));
+    cr_assert(vl == (size_t)k && !memcmp(v, buf, vl));
+    mp_free(v);
+    mp_list_free(l);
+    mp_manager_free(m);
+}
+
+/* ---- names ---- */
+
+Test(manager, names_get_or_create, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d1, *d2, *anon;
+    ASSERT_OK(mp_manager_dict(m, "shared", &d1));
+    ASSERT_OK(mp_manager_dict(m, "shared", &d2));
+    ASSERT_OK(mp_manager_dict(m, NULL, &anon));
+    set_str(d1, "x", "from d1");
+    expect_value(d2, "x", "from d1");
+    void *v;
+    size_t vl;
+    ASSERT_RC(mp_dict_get(anon, "x", 1, &v, &vl), MP_ENOTFOUND);
+    mp_list_t *l;
+    ASSERT_RC(mp_manager_list(m, "shared", &l), MP_ETYPE);
+    ASSERT_RC(mp_manager_dict(m, "", &d2), MP_EINVAL);
+    char longname[MP_MANAGER_NAME_MAX + 2];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    ASSERT_RC(mp_manager_dict(m, longname, &anon), MP_EINVAL);
+    mp_dict_free(d1);
+    mp_dict_free(d2);
+    mp_dict_free(anon);
+    mp_manager_free(m);
+}
+
+/* ---- children ---- */
+
+static int add_pair(mp_args_t *a)
+{
+    mp_dict_t *d;
+    const char *kv;
+    if (mp_args_dict(a, 0, &d) || mp_args_str(a, 1, &kv)) return 10;
+    const char *eq = strchr(kv, '=');
+    if (!eq) return 11;
+    return mp_dict_set(d, kv, (size_t)(eq - kv), eq + 1, strlen(eq + 1)) ? 12 : 0;
+}
+
+/* The seed program: two processes add a->22 and b->23. */
+Test(manager, children_fill_a_dict, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    mp_process_t *p1 = start_with(add_pair, MP_HANDLE(d), "a=22");
+    mp_process_t *p2 = start_with(add_pair, MP_HANDLE(d), "b=23");
+    cr_assert_eq(join_code(p1), 0);
+    cr_assert_eq(join_code(p2), 0);
+    expect_value(d, "a", "22");
+    expect_value(d, "b", "23");
+    mp_process_free(p1);
+    mp_process_free(p2);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+static int count_and_fill(mp_args_t *a)
+{
+    mp_dict_t *d;
+    const char *tag;
+    if (mp_args_dict(a, 0, &d) || mp_args_str(a, 1, &tag)) return 10;
+    char k[64], v[128];
+    for (int i = 0; i < PER_PROC; i++) {
+        if (mp_dict_incr(d, "total", 5, 1, NULL)) return 11;
+        int kn = snprintf(k, sizeof k, "%s-%d", tag, i);
+        int vn = snprintf(v, sizeof v, "%d-%*s", i, i % 90, "");
+        if (mp_dict_set(d, k, (size_t)kn, v, (size_t)vn)) return 12;
+    }
+    return 0;
+}
+
+/* Concurrent writers while the store grows many times under them. */
+Test(manager, children_count_while_growing, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    mp_process_t *p[NPROC];
+    char tag[8];
+    for (int i = 0; i < NPROC; i++) {
+        snprintf(tag, sizeof tag, "p%d", i);
+        p[i] = start_with(count_and_fill, MP_HANDLE(d), tag);
+    }
+    for (int i = 0; i < NPROC; i++) {
+        cr_assert_eq(join_code(p[i]), 0);
+        mp_process_free(p[i]);
+    }
+    void *v;
+    size_t vl;
+    ASSERT_OK(mp_dict_get(d, "total", 5, &v, &vl));
+    cr_assert_eq(vl, 8);
+    int64_t total = 0;
+    for (int i = 7; i >= 0; i--)
+        total = total << 8 | ((uint8_t *)v)[i];
+    mp_free(v);
+    cr_assert_eq(total, NPROC * PER_PROC);
+    size_t n;
+    ASSERT_OK(mp_dict_len(d, &n));
+    cr_assert_eq(n, NPROC * PER_PROC + 1);
+    char k[64], want[128];
+    for (int i = 0; i < NPROC; i++)
+        for (int j = 0; j < PER_PROC; j += 97) {
+            snprintf(k, sizeof k, "p%d-%d", i, j);
+            snprintf(want, sizeof want, "%d-%*s", j, j % 90, "");
+            expect_value(d, k, want);
+        }
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+static int use_list(mp_args_t *a)
+{
+    mp_list_t *l;
+    if (mp_args_list(a, 0, &l)) return 10;
+    for (int i = 0; i < 100; i++)
+        if (mp_list_append(l, "x", 1)) return 11;
+    return 0;
+}
+
+Test(manager, children_share_a_list, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_list_t *l;
+    ASSERT_OK(mp_manager_list(m, NULL, &l));
+    mp_process_t *p1 = start_with(use_list, MP_HANDLE(l), NULL);
+    mp_process_t *p2 = start_with(use_list, MP_HANDLE(l), NULL);
+    cr_assert_eq(join_code(p1), 0);
+    cr_assert_eq(join_code(p2), 0);
+    size_t n;
+    ASSERT_OK(mp_list_len(l, &n));
+    cr_assert_eq(n, 200);
+    mp_process_free(p1);
+    mp_process_free(p2);
+    mp_list_free(l);
+    mp_manager_free(m);
+}
+
+/* ---- export / import ---- */
+
+Test(manager, proxies_export_and_import, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    set_str(d, "k", "v");
+    void *blob;
+    size_t len;
+    ASSERT_OK(mp_handle_export(MP_HANDLE(d), &blob, &len));
+    mp_handle_t *h;
+    ASSERT_OK(mp_handle_import(blob, len, &h));
+    mp_free(blob);
+    mp_dict_t *d2 = (mp_dict_t *)h;
+    expect_value(d2, "k", "v");
+    set_str(d2, "k2", "v2");
+    expect_value(d, "k2", "v2");
+    mp_dict_free(d2);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* ---- stopping ---- */
+
+Test(manager, shutdown_closes_proxies, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    mp_list_t *l;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    ASSERT_OK(mp_manager_list(m, NULL, &l));
+    set_str(d, "k", "v");
+    ASSERT_OK(mp_manager_shutdown(m));
+    ASSERT_RC(mp_manager_shutdown(m), MP_ECLOSED);
+    ASSERT_RC(mp_dict_set(d, "k", 1, "w", 1), MP_ECLOSED);
+    void *v;
+    size_t vl;
+    ASSERT_RC(mp_dict_get(d, "k", 1, &v, &vl), MP_ECLOSED);
+    ASSERT_RC(mp_list_append(l, "x", 1), MP_ECLOSED);
+    mp_dict_t *d2;
+    ASSERT_RC(mp_manager_dict(m, NULL, &d2), MP_ECLOSED);
+    mp_manager_free(m);
+    ASSERT_RC(mp_dict_len(d, &vl), MP_ECLOSED);
+    mp_dict_free(d);
+    mp_list_free(l);
+}
+
+static int expect_closed(mp_args_t *a)
+{
+    mp_dict_t *d;
+    if (mp_args_dict(a, 0, &d)) return 10;
+    int rc = mp_dict_set(d, "k", 1, "v", 1);
+    return rc == MP_ECLOSED || rc == MP_EOF ? 0 : 11;
+}
+
+Test(manager, shutdown_seen_by_other_processes, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    set_str(d, "k", "v");
+    /* Export first: a child started after the shutdown has no server to
+     * ask, and must still get an error rather than hang. */
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(d)));
+    mp_process_opts_t o = {.target = expect_closed, .args = a};
+    mp_process_t *p;
+    ASSERT_OK(mp_process_create(&p, &o));
+    ASSERT_OK(mp_manager_shutdown(m));
+    ASSERT_OK(mp_process_start(p));
+    mp_args_free(a);
+    cr_assert_eq(join_code(p), 0);
+    mp_process_free(p);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+Test(manager, killed_server_gives_eof, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    set_str(d, "k", "v");
+    /* The test reaches the server process only through the internals. */
+    struct {
+        mp_handle_t h;
+        mp__mclient_t *cl;
+        mp_process_t *proc;
+    } *mm = (void *)m;
+    ASSERT_OK(mp_process_kill(mm->proc));
+    ASSERT_OK(mp_process_join(mm->proc, JOIN_MS));
+    /* Local calls look at the server's liveness once a millisecond. */
+    uint64_t start = mp__os_now_ns();
+    int rc;
+    while ((rc = mp_dict_set(d, "k", 1, "w", 1)) == 0 && mp__os_now_ns() - start < 10000000000u)
+        ;
+    ASSERT_RC(rc, MP_EOF);
+    ASSERT_RC(mp_dict_set(d, "k", 1, "w", 1), MP_EOF);
+    mp_list_t *l;
+    ASSERT_RC(mp_manager_list(m, NULL, &l), MP_EOF);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* ---- a process that dies holding a store's locks ---- */
+
+static int die_holding(mp_args_t *a)
+{
+    mp_dict_t *d;
+    if (mp_args_dict(a, 0, &d)) return 10;
+    /* Reach the mapped store through the proxy's internals, take every
+     * stripe and die in the middle of a (simulated) update. */
+    struct {
+        mp_handle_t h;
+        int kind;
+        mp__mclient_t *cl;
+        uint64_t oid;
+        mp__mutex_t *mu;
+        mp__sview_t v;
+    } *p = (void *)d;
+    if (!p->v.seg) return 11;
+    for (unsigned i = 0; i < MP__S_STRIPES; i++)
+        if (mp__seg_lock(p->v.seg, i, MP_FOREVER)) return 12;
+    mp__os_exit(0);
+    return 13;
+}
+
+Test(manager, store_survives_a_holder_that_died, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    set_str(d, "k", "v");
+    mp_process_t *p = start_with(die_holding, MP_HANDLE(d), NULL);
+    cr_assert_eq(join_code(p), 0);
+    mp_process_free(p);
+    expect_value(d, "k", "v");
+    set_str(d, "k2", "v2");
+    size_t n;
+    ASSERT_OK(mp_dict_len(d, &n));
+    cr_assert_eq(n, 2);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* ---- threads ---- */
+
+typedef struct {
+    mp_dict_t *d;
+    int id;
+    int rc;
+} thread_arg_t;
+
+static void thread_body(void *arg)
+{
+    thread_arg_t *t = arg;
+    char k[32];
+    for (int i = 0; i < 500 && !t->rc; i++) {
+        int n = snprintf(k, sizeof k, "t%d-%d", t->id, i);
+        t->rc = mp_dict_set(t->d, k, (size_t)n, k, (size_t)n);
+        if (!t->rc) t->rc = mp_dict_incr(t->d, "sum", 3, 1, NULL);
+    }
+}
+
+Test(manager, proxies_are_thread_safe, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    thread_arg_t t[4];
+    mp__thread_t *th[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (thread_arg_t){d, i, 0};
+        ASSERT_OK(mp__thread_start(&th[i], thread_body, &t[i]));
+    }
+    for (int i = 0; i < 4; i++) {
+        mp__thread_join(th[i]);
+        cr_assert_eq(t[i].rc, 0, "thread %d: %s", i, mp_err_name(t[i].rc));
+    }
+    size_t n;
+    ASSERT_OK(mp_dict_len(d, &n));
+    cr_assert_eq(n, 4 * 500 + 1);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* ---- remote (TCP) ---- */
+
+static mp_manager_t *start_tcp(void)
+{
+    mp_manager_opts_t o = {.address = "tcp://127.0.0.1:0", .authkey = KEY, .keylen = KEYLEN};
+    mp_manager_t *m = NULL;
+    ASSERT_OK(mp_manager_start(&m, &o));
+    cr_assert(!strncmp(mp_manager_address(m), "tcp://127.0.0.1:", 16));
+    return m;
+}
+
+Test(manager, tcp_needs_a_key, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_opts_t o = {.address = "tcp://127.0.0.1:0"};
+    mp_manager_t *m = NULL;
+    ASSERT_RC(mp_manager_start(&m, &o), MP_EPERM);
+    ASSERT_RC(mp_manager_serve(&o), MP_EPERM);
+}
+
+Test(manager, tcp_remote_clients, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_tcp();
+    mp_manager_t *c;
+    ASSERT_RC(mp_manager_connect(&c, mp_manager_address(m), "wrong", 5), MP_EAUTH);
+    ASSERT_OK(mp_manager_connect(&c, mp_manager_address(m), KEY, KEYLEN));
+    mp_dict_t *d1, *d2;
+    ASSERT_OK(mp_manager_dict(m, "remote", &d1));
+    ASSERT_OK(mp_manager_dict(c, "remote", &d2));
+    for (int i = 0; i < 2000; i++) {
+        char k[32];
+        int n = snprintf(k, sizeof k, "key-%d", i);
+        ASSERT_OK(mp_dict_set(d1, k, (size_t)n, k, (size_t)n));
+    }
+    expect_value(d2, "key-1999", "key-1999");
+    int64_t now;
+    ASSERT_OK(mp_dict_incr(d2, "c", 1, 3, &now));
+    ASSERT_OK(mp_dict_incr(d1, "c", 1, 3, &now));
+    cr_assert_eq(now, 6);
+    ASSERT_RC(mp_dict_cas(d2, "c", 1, "nope", 4, "x", 1), MP_EBUSY);
+    void *v;
+    size_t vl;
+    ASSERT_RC(mp_dict_get(d2, "none", 4, &v, &vl), MP_ENOTFOUND);
+    size_t n;
+    ASSERT_OK(mp_dict_len(d2, &n));
+    cr_assert_eq(n, 2001);
+    mp_iov_t *keys, *vals;
+    ASSERT_OK(mp_dict_items(d2, &keys, &vals, &n));
+    cr_assert_eq(n, 2001);
+    mp_iov_free(keys, n);
+    mp_iov_free(vals, n);
+
+    mp_list_t *l;
+    ASSERT_OK(mp_manager_list(c, NULL, &l));
+    ASSERT_OK(mp_list_append(l, "x", 1));
+    ASSERT_OK(mp_list_append(l, "y", 1));
+    expect_item(l, -1, "y");
+    ASSERT_RC(mp_list_get(l, 2, &v, &vl), MP_EINVAL);
+    ASSERT_OK(mp_list_pop(l, 0, &v, &vl));
+    mp_free(v);
+    mp_iov_t *items;
+    ASSERT_OK(mp_list_items(l, &items, &n));
+    cr_assert(n == 1 && items[0].len == 1);
+    mp_iov_free(items, n);
+
+    ASSERT_OK(mp_manager_shutdown(c));
+    ASSERT_RC(mp_dict_set(d2, "k", 1, "v", 1), MP_ECLOSED);
+    ASSERT_RC(mp_dict_set(d1, "k", 1, "v", 1), MP_ECLOSED);
+    mp_list_free(l);
+    mp_dict_free(d1);
+    mp_dict_free(d2);
+    mp_manager_free(c);
+    mp_manager_free(m);
+}
+
+static void on_ready(const char *address, void *arg)
+{
+    mp_conn_t *c = arg;
+    mp_conn_send_bytes(c, address, strlen(address));
+}
+
+static int serve_target(mp_args_t *a)
+{
+    mp_conn_t *c;
+    if (mp_args_conn(a, 0, &c)) return 10;
+    mp_manager_opts_t o = {.address = "tcp://127.0.0.1:0",
+                           .authkey = KEY,
+                           .keylen = KEYLEN,
+                           .ready = on_ready,
+                           .ready_arg = c};
+    return mp_manager_serve(&o) ? 11 : 0;
+}
+
+/* BaseManager.serve_forever in one process, a client elsewhere. */
+Test(manager, serve_in_a_process, .timeout = TEST_TIMEOUT)
+{
+    mp_conn_t *mine, *theirs;
+    ASSERT_OK(mp_pipe(&mine, &theirs, true));
+    mp_process_t *p = start_with(serve_target, MP_HANDLE(theirs), NULL);
+    char addr[128];
+    size_t n;
+    ASSERT_OK(mp_conn_recv_bytes_into(mine, addr, sizeof addr - 1, &n));
+    addr[n] = 0;
+    mp_manager_t *m;
+    ASSERT_OK(mp_manager_connect(&m, addr, KEY, KEYLEN));
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    set_str(d, "k", "v");
+    expect_value(d, "k", "v");
+    ASSERT_OK(mp_manager_shutdown(m));
+    cr_assert_eq(join_code(p), 0);
+    mp_dict_free(d);
+    mp_manager_free(m);
+    mp_process_free(p);
+    mp_conn_free(mine);
+    mp_conn_free(theirs);
+}
+
+/* ---- hostile peers ---- */
+
+static mp_conn_t *raw_client(mp_manager_t *m)
+{
+    mp_conn_t *c;
+    ASSERT_OK(mp_client_connect(mp_manager_address(m), KEY, KEYLEN, &c));
+    return c;
+}
+
+static int reply_status(mp_conn_t *c)
+{
+    void *msg;
+    size_t len;
+    int rc = mp_conn_recv_bytes(c, &msg, &len);
+    if (rc) return rc;
+    mp__mrep_t rp;
+    rc = mp__mrep_decode(msg, len, &rp);
+    if (!rc) rc = rp.status;
+    mp__mrep_release(&rp);
+    return rc;
+}
+
+static void send_hello(mp_conn_t *c)
+{
+    mp__mreq_t rq = {.op = MP__M_HELLO, .nint = 2, .i = {MP__M_VERSION, 77}};
+    uint8_t scratch[MP__M_SCRATCH];
+    mp_iov_t iov[1 + 2 * MP__M_MAX_BLOBS];
+    size_t n = mp__mreq_encode(&rq, scratch, iov);
+    ASSERT_OK(mp_conn_sendv(c, iov, n));
+}
+
+Test(manager, server_survives_garbage, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_tcp();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+
+    /* Garbage before a greeting: refused, connection closed. */
+    mp_conn_t *c = raw_client(m);
+    ASSERT_OK(mp_conn_send_bytes(c, "\xff\x01\x02garbage", 10));
+    ASSERT_RC(reply_status(c), MP_EPROTO);
+    ASSERT_RC(reply_status(c), MP_EOF);
+    mp_conn_free(c);
+
+    /* After a greeting: each bad request gets MP_EPROTO, the rest works. */
+    c = raw_client(m);
+    send_hello(c);
+    ASSERT_OK(reply_status(c));
+    static const uint8_t bad[][12] = {
+        {0x11, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0xff}, /* a blob running past the end */
+        {0x99, 0, 0},                               /* an unknown op */
+        {0x10, 9, 0},                               /* too many integers */
+        {0x14, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7},    /* trailing byte */
+    };
+    static const size_t badlen[] = {12, 3, 3, 12};
+    for (size_t i = 0; i < 4; i++) {
+        ASSERT_OK(mp_conn_send_bytes(c, bad[i], badlen[i]));
+        ASSERT_RC(reply_status(c), MP_EPROTO);
+    }
+    /* A call on an object that does not exist. */
+    mp__mreq_t rq = {.op = MP__M_D_LEN, .nint = 1, .i = {999}};
+    uint8_t scratch[MP__M_SCRATCH];
+    mp_iov_t iov[1 + 2 * MP__M_MAX_BLOBS];
+    ASSERT_OK(mp_conn_sendv(c, iov, mp__mreq_encode(&rq, scratch, iov)));
+    ASSERT_RC(reply_status(c), MP_ENOTFOUND);
+    mp_conn_free(c);
+
+    set_str(d, "still", "works");
+    expect_value(d, "still", "works");
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* A connection to a local manager whose raw stream the test writes. */
+static mp_conn_t *raw_local(mp_manager_t *m, mp__stream_t **s, bool *message)
+{
+    const char *addr = mp_manager_address(m);
+    mp__addr_t a = {.kind = !strncmp(addr, "unix:", 5) ? MP__ADDR_UNIX : MP__ADDR_PIPE,
+                    .path = addr + 5};
+    ASSERT_OK(mp__stream_connect(&a, JOIN_MS, s, message));
+    mp_conn_t *c;
+    ASSERT_OK(mp__conn_wrap(*s, true, true, &c));
+    if (*message) mp__conn_set_message_mode(c);
+    return c;
+}
+
+Test(manager, server_refuses_oversized_requests, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    mp__stream_t *s;
+    bool message;
+    mp_conn_t *c = raw_local(m, &s, &message);
+    if (!message) {
+        /* A length of almost 2 GiB, then nothing: refused from the header. */
+        uint8_t hdr[8] = {0x7f, 0xff, 0xff, 0xf0, 1, 2, 3, 4};
+        mp_iov_t v = {hdr, sizeof hdr};
+        ASSERT_OK(mp__stream_write(s, &v, 1));
+        ASSERT_RC(reply_status(c), MP_EOF);
+    }
+    mp_conn_free(c);
+    set_str(d, "still", "works");
+    expect_value(d, "still", "works");
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+static int die_mid_request(mp_args_t *a)
+{
+    const char *addr;
+    if (mp_args_str(a, 0, &addr)) return 10;
+    mp_conn_t *c;
+    if (mp_client_connect(addr, NULL, 0, &c)) return 11;
+    mp__mreq_t rq = {.op = MP__M_HELLO, .nint = 2, .i = {MP__M_VERSION, 5}};
+    uint8_t scratch[MP__M_SCRATCH];
+    mp_iov_t iov[1 + 2 * MP__M_MAX_BLOBS];
+    if (mp_conn_sendv(c, iov, mp__mreq_encode(&rq, scratch, iov))) return 12;
+    void *msg;
+    size_t len;
+    if (mp_conn_recv_bytes(c, &msg, &len)) return 13;
+    mp_free(msg);
+    /* Half a request, then death. */
+    mp__mreq_t set = {.op = MP__M_D_SET, .nint = 1, .i = {1}, .nblob = 2};
+    set.s[0] = (const uint8_t *)"key";
+    set.n[0] = 3;
+    set.s[1] = (const uint8_t *)"value";
+    set.n[1] = 5;
+    size_t n = mp__mreq_encode(&set, scratch, iov);
+    if (mp_conn_sendv(c, iov, n - 1)) return 14;
+    mp__os_exit(0);
+    return 15;
+}
+
+Test(manager, server_survives_a_client_dying_mid_request, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    for (int i = 0; i < 3; i++) {
+        mp_process_t *p = start_with(die_mid_request, NULL, mp_manager_address(m));
+        cr_assert_eq(join_code(p), 0);
+        mp_process_free(p);
+    }
+    set_str(d, "still", "works");
+    expect_value(d, "still", "works");
+    mp_dict_t *d2;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d2));
+    mp_dict_free(d2);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* ---- locks, events, semaphores and queues, as the server keeps them ----
+ * (sync.c and queue.c put the ordinary types around these calls) */
+
+static int hold_remote_lock(mp_args_t *a)
+{
+    const char *addr;
+    mp_conn_t *c;
+    if (mp_args_str(a, 0, &addr) || mp_args_conn(a, 1, &c)) return 10;
+    mp_manager_t *m;
+    mp__remote_t *l;
+    if (mp_manager_connect(&m, addr, NULL, 0) || mp__remote_open(m, MP__MK_LOCK, "L", 0, 0, &l))
+        return 11;
+    if (mp__remote_lock_acquire(l, MP_FOREVER) || mp_conn_send_bytes(c, "held", 4)) return 12;
+    /* Dies holding it once the parent has seen it held. */
+    char go[4];
+    size_t n;
+    if (mp_conn_recv_bytes_into(c, go, sizeof go, &n)) return 14;
+    mp__os_exit(0);
+    return 13;
+}
+
+Test(manager, remote_lock_of_a_dead_holder, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp__remote_t *l, *r;
+    ASSERT_OK(mp__remote_open(m, MP__MK_LOCK, "L", 0, 0, &l));
+    ASSERT_OK(mp__remote_open(m, MP__MK_RLOCK, NULL, 0, 0, &r));
+    ASSERT_RC(mp__remote_lock_release(l), MP_EPERM);
+    ASSERT_OK(mp__remote_lock_acquire(l, 0));
+    ASSERT_RC(mp__remote_lock_acquire(l, 0), MP_EPERM); /* not re-entrant */
+    ASSERT_OK(mp__remote_lock_release(l));
+    ASSERT_OK(mp__remote_lock_acquire(r, 0));
+    ASSERT_OK(mp__remote_lock_acquire(r, 0)); /* re-entrant */
+    ASSERT_OK(mp__remote_lock_release(r));
+    ASSERT_OK(mp__remote_lock_release(r));
+    ASSERT_RC(mp__remote_lock_release(r), MP_EPERM);
+    mp__remote_t *wrong;
+    ASSERT_RC(mp__remote_open(m, MP__MK_EVENT, "L", 0, 0, &wrong), MP_ETYPE);
+
+    mp_conn_t *mine, *theirs;
+    ASSERT_OK(mp_pipe(&mine, &theirs, true));
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    ASSERT_OK(mp_args_add_str(a, mp_manager_address(m)));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(theirs)));
+    mp_process_t *p = start_proc(hold_remote_lock, a);
+    mp_args_free(a);
+    expect_msg(mine, "held");
+    ASSERT_RC(mp__remote_lock_acquire(l, 0), MP_ETIMEDOUT);
+    ASSERT_RC(mp__remote_lock_acquire(l, 20), MP_ETIMEDOUT);
+    ASSERT_OK(mp_conn_send_bytes(mine, "die", 3));
+    cr_assert_eq(join_code(p), 0);
+    ASSERT_RC(mp__remote_lock_acquire(l, JOIN_MS), MP_EOWNERDEAD);
+    ASSERT_OK(mp__remote_lock_release(l));
+    ASSERT_OK(mp__remote_lock_acquire(l, 0));
+    ASSERT_OK(mp__remote_lock_release(l));
+    mp_process_free(p);
+    mp_conn_free(mine);
+    mp_conn_free(theirs);
+    mp__remote_free(l);
+    mp__remote_free(r);
+    mp_manager_free(m);
+}
+
+Test(manager, remote_event_semaphore_queue, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp__remote_t *e, *s, *q;
+    ASSERT_OK(mp__remote_open(m, MP__MK_EVENT, NULL, 0, 0, &e));
+    ASSERT_OK(mp__remote_open(m, MP__MK_SEMAPHORE, NULL, 1, 2, &s));
+    ASSERT_OK(mp__remote_open(m, MP__MK_QUEUE, NULL, 2, 1, &q));
+    cr_assert_eq(mp__remote_event_is_set(e), 0);
+    ASSERT_RC(mp__remote_event_wait(e, 10), MP_ETIMEDOUT);
+    ASSERT_OK(mp__remote_event_set(e));
+    ASSERT_OK(mp__remote_event_wait(e, MP_FOREVER));
+    cr_assert_eq(mp__remote_event_is_set(e), 1);
+    ASSERT_OK(mp__remote_event_clear(e));
+    cr_assert_eq(mp__remote_event_is_set(e), 0);
+
+    unsigned v;
+    ASSERT_OK(mp__remote_sem_acquire(s, 0));
+    ASSERT_RC(mp__remote_sem_acquire(s, 10), MP_ETIMEDOUT);
+    ASSERT_OK(mp__remote_sem_release(s));
+    ASSERT_OK(mp__remote_sem_release(s));
+    ASSERT_RC(mp__remote_sem_release(s), MP_EINVAL); /* bounded at 2 */
+    ASSERT_OK(mp__remote_sem_value(s, &v));
+    cr_assert_eq(v, 2);
+    mp__remote_t *bad;
+    ASSERT_RC(mp__remote_open(m, MP__MK_SEMAPHORE, NULL, 3, 2, &bad), MP_EINVAL);
+
+    ASSERT_OK(mp__remote_queue_put(q, "abc", 3, 0));
+    ASSERT_OK(mp__remote_queue_put(q, "", 0, 0));
+    ASSERT_RC(mp__remote_queue_put(q, "x", 1, 10), MP_EFULL);
+    size_t n, max;
+    ASSERT_OK(mp__remote_queue_qsize(q, &n, &max));
+    cr_assert(n == 2 && max == 2);
+    char buf[8];
+    ASSERT_RC(mp__remote_queue_get(q, NULL, buf, 2, &n, 0), MP_EMSGSIZE);
+    cr_assert_eq(n, 3);
+    void *item;
+    ASSERT_OK(mp__remote_queue_get(q, &item, NULL, 0, &n, 0));
+    cr_assert(n == 3 && !memcmp(item, "abc", 3));
+    mp_free(item);
+    ASSERT_OK(mp__remote_queue_get(q, NULL, buf, sizeof buf, &n, 0));
+    cr_assert_eq(n, 0);
+    ASSERT_RC(mp__remote_queue_get(q, NULL, buf, sizeof buf, &n, 10), MP_EEMPTY);
+    ASSERT_RC(mp__remote_queue_join(q, 0), MP_ETIMEDOUT);
+    ASSERT_OK(mp__remote_queue_task_done(q));
+    ASSERT_OK(mp__remote_queue_task_done(q));
+    ASSERT_RC(mp__remote_queue_task_done(q), MP_EINVAL);
+    ASSERT_OK(mp__remote_queue_join(q, 0));
+
+    /* Stopping wakes a waiter: nothing waits on a manager that is gone. */
+    ASSERT_OK(mp_manager_shutdown(m));
+    ASSERT_RC(mp__remote_queue_get(q, &item, NULL, 0, &n, MP_FOREVER), MP_ECLOSED);
+    mp__remote_free(e);
+    mp__remote_free(s);
+    mp__remote_free(q);
+    mp_manager_free(m);
+}
