@@ -346,6 +346,80 @@ Test(manager, children_count_while_growing, .timeout = TEST_TIMEOUT)
     mp_manager_free(m);
 }
 
+/* Values that say what they are: "key:" then one letter repeated, so a
+ * reader can tell a torn or misplaced value from a real one. */
+static int churn(mp_args_t *a)
+{
+    mp_dict_t *d;
+    int64_t seed;
+    if (mp_args_dict(a, 0, &d) || mp_args_int(a, 1, &seed)) return 10;
+    uint32_t x = (uint32_t)seed;
+    char k[16], v[300];
+    for (int i = 0; i < 4000; i++) {
+        x = x * 1664525u + 1013904223u;
+        int kn = snprintf(k, sizeof k, "c%u", (x >> 8) % 40);
+        size_t len = (size_t)kn + 1 + (x >> 16) % 200;
+        memcpy(v, k, (size_t)kn);
+        v[kn] = ':';
+        memset(v + kn + 1, 'a' + (int)((x >> 4) % 26), len - (size_t)kn - 1);
+        int rc =
+            (x >> 28) == 0 ? mp_dict_del(d, k, (size_t)kn) : mp_dict_set(d, k, (size_t)kn, v, len);
+        if (rc && rc != MP_ENOTFOUND) return 11;
+    }
+    return 0;
+}
+
+static bool value_ok(const char *k, size_t kn, const uint8_t *v, size_t n)
+{
+    if (n <= kn || memcmp(v, k, kn) || v[kn] != ':') return false;
+    for (size_t i = kn + 1; i < n; i++)
+        if (v[i] != v[kn + 1]) return false;
+    return true;
+}
+
+/* Readers never see a value torn by a writer, nor another key's value. */
+Test(manager, readers_see_whole_values_during_churn, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    mp_process_t *p[2];
+    for (int i = 0; i < 2; i++) {
+        mp_args_t *a;
+        ASSERT_OK(mp_args_create(&a));
+        ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(d)));
+        ASSERT_OK(mp_args_add_int(a, i + 1));
+        p[i] = start_proc(churn, a);
+        mp_args_free(a);
+    }
+    int running = 2, reads = 0;
+    while (running) {
+        char k[16];
+        int kn = snprintf(k, sizeof k, "c%d", reads % 40);
+        void *v;
+        size_t n;
+        int rc = mp_dict_get(d, k, (size_t)kn, &v, &n);
+        if (!rc) {
+            cr_assert(value_ok(k, (size_t)kn, v, n), "torn value for %s: %.*s", k, (int)n,
+                      (char *)v);
+            mp_free(v);
+        } else {
+            ASSERT_RC(rc, MP_ENOTFOUND);
+        }
+        if (++reads % 256 == 0) {
+            running = 0;
+            for (int i = 0; i < 2; i++)
+                running += mp_process_is_alive(p[i]) == 1;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(join_code(p[i]), 0);
+        mp_process_free(p[i]);
+    }
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 static int use_list(mp_args_t *a)
 {
     mp_list_t *l;
@@ -370,6 +444,38 @@ Test(manager, children_share_a_list, .timeout = TEST_TIMEOUT)
     mp_process_free(p1);
     mp_process_free(p2);
     mp_list_free(l);
+    mp_manager_free(m);
+}
+
+static int connect_by_address(mp_args_t *a)
+{
+    const char *addr;
+    if (mp_args_str(a, 0, &addr)) return 10;
+    mp_manager_t *m;
+    mp_dict_t *d;
+    if (mp_manager_connect(&m, addr, NULL, 0) || mp_manager_dict(m, "by-name", &d)) return 11;
+    int64_t now;
+    int rc = mp_dict_incr(d, "visits", 6, 1, &now);
+    mp_dict_free(d);
+    mp_manager_free(m); /* detaches: the server stays */
+    return rc ? 12 : 0;
+}
+
+/* A process that got nothing from us finds the manager by its address. */
+Test(manager, connect_by_address_locally, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, "by-name", &d));
+    for (int i = 0; i < 2; i++) {
+        mp_process_t *p = start_with(connect_by_address, NULL, mp_manager_address(m));
+        cr_assert_eq(join_code(p), 0);
+        mp_process_free(p);
+    }
+    int64_t now;
+    ASSERT_OK(mp_dict_incr(d, "visits", 6, 0, &now));
+    cr_assert_eq(now, 2);
+    mp_dict_free(d);
     mp_manager_free(m);
 }
 
@@ -498,6 +604,9 @@ static int die_holding(mp_args_t *a)
     if (!p->v.seg) return 11;
     for (unsigned i = 0; i < MP__S_STRIPES; i++)
         if (mp__seg_lock(p->v.seg, i, MP_FOREVER)) return 12;
+    /* As if in the middle of relinking stripe 0 (its sequence counter is
+     * the stripe's first word): readers must not wait for it forever. */
+    atomic_fetch_or((_Atomic uint64_t *)(void *)p->v.st, 1);
     mp__os_exit(0);
     return 13;
 }
@@ -507,15 +616,22 @@ Test(manager, store_survives_a_holder_that_died, .timeout = TEST_TIMEOUT)
     mp_manager_t *m = start_manager();
     mp_dict_t *d;
     ASSERT_OK(mp_manager_dict(m, NULL, &d));
-    set_str(d, "k", "v");
+    char k[16];
+    for (int i = 0; i < 32; i++) {
+        snprintf(k, sizeof k, "key-%d", i);
+        set_str(d, k, k);
+    }
     mp_process_t *p = start_with(die_holding, MP_HANDLE(d), NULL);
     cr_assert_eq(join_code(p), 0);
     mp_process_free(p);
-    expect_value(d, "k", "v");
+    for (int i = 0; i < 32; i++) {
+        snprintf(k, sizeof k, "key-%d", i);
+        expect_value(d, k, k);
+    }
     set_str(d, "k2", "v2");
     size_t n;
     ASSERT_OK(mp_dict_len(d, &n));
-    cr_assert_eq(n, 2);
+    cr_assert_eq(n, 33);
     mp_dict_free(d);
     mp_manager_free(m);
 }
@@ -786,28 +902,42 @@ Test(manager, server_refuses_oversized_requests, .timeout = TEST_TIMEOUT)
     mp_manager_free(m);
 }
 
-static int die_mid_request(mp_args_t *a)
+/* Connects by the manager's address, greets, then sends the first part
+ * of a request's frame (a length of 100, 10 bytes of it). */
+static int half_request(const char *addr, mp_conn_t **out)
 {
-    const char *addr;
-    if (mp_args_str(a, 0, &addr)) return 10;
+    mp__addr_t at = {.kind = !strncmp(addr, "unix:", 5) ? MP__ADDR_UNIX : MP__ADDR_PIPE,
+                     .path = addr + 5};
+    mp__stream_t *s;
+    bool message;
     mp_conn_t *c;
-    if (mp_client_connect(addr, NULL, 0, &c)) return 11;
+    if (mp__stream_connect(&at, JOIN_MS, &s, &message)) return 11;
+    if (mp__conn_wrap(s, true, true, &c)) return 12;
+    if (message) mp__conn_set_message_mode(c);
     mp__mreq_t rq = {.op = MP__M_HELLO, .nint = 2, .i = {MP__M_VERSION, 5}};
     uint8_t scratch[MP__M_SCRATCH];
     mp_iov_t iov[1 + 2 * MP__M_MAX_BLOBS];
-    if (mp_conn_sendv(c, iov, mp__mreq_encode(&rq, scratch, iov))) return 12;
     void *msg;
     size_t len;
-    if (mp_conn_recv_bytes(c, &msg, &len)) return 13;
+    if (mp_conn_sendv(c, iov, mp__mreq_encode(&rq, scratch, iov)) ||
+        mp_conn_recv_bytes(c, &msg, &len))
+        return 13;
     mp_free(msg);
-    /* Half a request, then death. */
-    mp__mreq_t set = {.op = MP__M_D_SET, .nint = 1, .i = {1}, .nblob = 2};
-    set.s[0] = (const uint8_t *)"key";
-    set.n[0] = 3;
-    set.s[1] = (const uint8_t *)"value";
-    set.n[1] = 5;
-    size_t n = mp__mreq_encode(&set, scratch, iov);
-    if (mp_conn_sendv(c, iov, n - 1)) return 14;
+    /* A message pipe has no frames to cut: there, half of nothing. */
+    uint8_t part[14] = {0, 0, 0, 100, MP__M_D_SET, 1, 2};
+    mp_iov_t v = {part, sizeof part};
+    if (!message && mp__stream_write(s, &v, 1)) return 14;
+    *out = c;
+    return 0;
+}
+
+static int die_mid_request(mp_args_t *a)
+{
+    const char *addr;
+    mp_conn_t *c;
+    if (mp_args_str(a, 0, &addr)) return 10;
+    int rc = half_request(addr, &c);
+    if (rc) return rc;
     mp__os_exit(0);
     return 15;
 }
@@ -950,4 +1080,91 @@ Test(manager, remote_event_semaphore_queue, .timeout = TEST_TIMEOUT)
     mp__remote_free(s);
     mp__remote_free(q);
     mp_manager_free(m);
+}
+
+static int stall_mid_request(mp_args_t *a)
+{
+    const char *addr;
+    mp_conn_t *ctl, *c;
+    if (mp_args_str(a, 0, &addr) || mp_args_conn(a, 1, &ctl)) return 10;
+    int rc = half_request(addr, &c);
+    if (rc) return rc;
+    if (mp_conn_send_bytes(ctl, "stalled", 7)) return 16;
+    /* Stays alive, silent, until the test is over. */
+    char buf[8];
+    size_t len;
+    mp_conn_recv_bytes_into(ctl, buf, sizeof buf, &len);
+    mp_conn_free(c);
+    return 0;
+}
+
+/* A client stuck in the middle of a request does not hold up a shutdown. */
+Test(manager, shutdown_with_a_stalled_client, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    mp_conn_t *mine, *theirs;
+    ASSERT_OK(mp_pipe(&mine, &theirs, true));
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    ASSERT_OK(mp_args_add_str(a, mp_manager_address(m)));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(theirs)));
+    mp_process_t *p = start_proc(stall_mid_request, a);
+    mp_args_free(a);
+    expect_msg(mine, "stalled");
+    ASSERT_OK(mp_manager_shutdown(m));
+    ASSERT_RC(mp_dict_set(d, "k", 1, "v", 1), MP_ECLOSED);
+    mp_manager_free(m);
+    ASSERT_OK(mp_conn_send_bytes(mine, "bye", 3));
+    cr_assert_eq(join_code(p), 0);
+    mp_process_free(p);
+    mp_conn_free(mine);
+    mp_conn_free(theirs);
+    mp_dict_free(d);
+}
+
+static int serve_local(mp_args_t *a)
+{
+    mp_conn_t *c;
+    if (mp_args_conn(a, 0, &c)) return 10;
+    mp_manager_opts_t o = {.ready = on_ready, .ready_arg = c};
+    return mp_manager_serve(&o) ? 11 : 0;
+}
+
+/* mp_manager_serve returns after a shutdown even with a client stuck in
+ * the middle of a request (it waits a little for it, then leaves it). */
+Test(manager, serve_returns_despite_a_stalled_client, .timeout = TEST_TIMEOUT)
+{
+    mp_conn_t *mine, *theirs, *ctl_mine, *ctl_theirs;
+    ASSERT_OK(mp_pipe(&mine, &theirs, true));
+    ASSERT_OK(mp_pipe(&ctl_mine, &ctl_theirs, true));
+    mp_process_t *srv = start_with(serve_local, MP_HANDLE(theirs), NULL);
+    char addr[300];
+    size_t n;
+    ASSERT_OK(mp_conn_recv_bytes_into(mine, addr, sizeof addr - 1, &n));
+    addr[n] = 0;
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    ASSERT_OK(mp_args_add_str(a, addr));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(ctl_theirs)));
+    mp_process_t *stalled = start_proc(stall_mid_request, a);
+    mp_args_free(a);
+    expect_msg(ctl_mine, "stalled");
+    mp_manager_t *m;
+    ASSERT_OK(mp_manager_connect(&m, addr, NULL, 0));
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d)); /* an idle pooled connection too */
+    ASSERT_OK(mp_manager_shutdown(m));
+    cr_assert_eq(join_code(srv), 0);
+    ASSERT_OK(mp_conn_send_bytes(ctl_mine, "bye", 3));
+    cr_assert_eq(join_code(stalled), 0);
+    mp_dict_free(d);
+    mp_manager_free(m);
+    mp_process_free(srv);
+    mp_process_free(stalled);
+    mp_conn_free(mine);
+    mp_conn_free(theirs);
+    mp_conn_free(ctl_mine);
+    mp_conn_free(ctl_theirs);
 }

@@ -681,6 +681,120 @@ Test(queue, consumer_killed_at_random, .timeout = 900)
     mp_queue_free(q);
 }
 
+#define CHAOS_KILLS 120
+#define CHAOS_MAX_INCARNATIONS (4 + CHAOS_KILLS)
+
+/* A producer incarnation: item numbers from 0, each counted in
+ * returned[who] once its put returned. */
+static int chaos_produce(mp_args_t *a)
+{
+    mp_queue_t *q;
+    mp_value_t *v;
+    int64_t who;
+    if (mp_args_queue(a, 0, &q) || mp_args_value(a, 1, &v) || mp_args_int(a, 2, &who)) return 10;
+    _Atomic uint64_t *returned = mp_value_ptr(v);
+    for (uint32_t s = 0;; s++) {
+        if (put_item(q, (uint32_t)who, s)) return 11;
+        atomic_store(&returned[who], s + 1);
+    }
+}
+
+/* Forwards items to the results queue until an empty item. */
+static int chaos_consume(mp_args_t *a)
+{
+    mp_queue_t *q, *results;
+    if (mp_args_queue(a, 0, &q) || mp_args_queue(a, 1, &results)) return 10;
+    uint8_t *buf = malloc(16384);
+    for (;;) {
+        size_t len;
+        if (mp_queue_get_into(q, buf, 16384, &len, MP_FOREVER)) return 11;
+        if (!len) return 0;
+        if (mp_queue_put(results, buf, len, MP_FOREVER)) return 12;
+    }
+}
+
+static uint64_t sum_returned(_Atomic uint64_t *returned)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < CHAOS_MAX_INCARNATIONS; i++)
+        n += atomic_load(&returned[i]);
+    return n;
+}
+
+/* Two producers and two consumers run while one of them, at random, is
+ * killed and replaced, over and over. Nothing is delivered twice, nothing
+ * is torn, and at most one item per killed consumer goes missing. */
+Test(queue, producers_and_consumers_killed_while_both_run, .timeout = 900)
+{
+    mp_queue_t *q = make_queue(0, false, SMALL_RING), *results = make_queue(0, false, 0);
+    mp_value_t *v;
+    ASSERT_OK(mp_value_create(&v, CHAOS_MAX_INCARNATIONS * sizeof(uint64_t)));
+    _Atomic uint64_t *returned = mp_value_ptr(v);
+    mp_process_t *role[4];
+    int next_who = 0, consumer_kills = 0;
+    for (int r = 0; r < 4; r++)
+        role[r] = r < 2 ? start_with(chaos_produce, MP_HANDLE(q), MP_HANDLE(v), NULL, next_who++)
+                        : start_with(chaos_consume, MP_HANDLE(q), MP_HANDLE(results), NULL, 0);
+    uint32_t seed = 99;
+    for (int k = 0; k < CHAOS_KILLS; k++) {
+        uint64_t until = sum_returned(returned) + next_random(&seed) % 300;
+        size_t qn = 0;
+        while (sum_returned(returned) < until && !mp_queue_qsize(q, &qn) && qn < 20000)
+            ;
+        int r = (int)(next_random(&seed) % 4);
+        ASSERT_OK(mp_process_kill(role[r]));
+        cr_assert_eq(join_code(role[r]), -9, "role %d failed instead of being killed", r);
+        mp_process_free(role[r]);
+        consumer_kills += r >= 2;
+        role[r] = r < 2 ? start_with(chaos_produce, MP_HANDLE(q), MP_HANDLE(v), NULL, next_who++)
+                        : start_with(chaos_consume, MP_HANDLE(q), MP_HANDLE(results), NULL, 0);
+    }
+    for (int r = 0; r < 2; r++) {
+        ASSERT_OK(mp_process_kill(role[r]));
+        cr_assert_eq(join_code(role[r]), -9);
+        mp_process_free(role[r]);
+    }
+    for (int r = 2; r < 4; r++)
+        ASSERT_OK(mp_queue_put(q, NULL, 0, MP_FOREVER));
+    for (int r = 2; r < 4; r++) {
+        cr_assert_eq(join_code(role[r]), 0);
+        mp_process_free(role[r]);
+    }
+    uint8_t *seen[CHAOS_MAX_INCARNATIONS];
+    for (int i = 0; i < next_who; i++) {
+        seen[i] = calloc(atomic_load(&returned[i]) + 1, 1);
+        cr_assert_not_null(seen[i]);
+    }
+    uint8_t *buf = malloc(16384);
+    size_t len;
+    int rc;
+    while ((rc = mp_queue_get_into(results, buf, 16384, &len, 0)) == 0) {
+        uint32_t who, seq;
+        cr_assert_eq(item_check(buf, len, &who, &seq), 0, "a torn item");
+        cr_assert((int)who < next_who && seq <= atomic_load(&returned[who]),
+                  "item %u of producer %u was never put", seq, who);
+        cr_assert(!seen[who][seq], "item %u of producer %u delivered twice", seq, who);
+        seen[who][seq] = 1;
+    }
+    ASSERT_RC(rc, MP_EEMPTY);
+    uint64_t missing = 0, total = 0;
+    for (int i = 0; i < next_who; i++) {
+        uint64_t n = atomic_load(&returned[i]);
+        total += n;
+        for (uint64_t sq = 0; sq < n; sq++)
+            missing += !seen[i][sq];
+        free(seen[i]);
+    }
+    cr_log_info("%llu items, %llu missing, %d consumer kills", (unsigned long long)total,
+                (unsigned long long)missing, consumer_kills);
+    cr_assert(missing <= (uint64_t)consumer_kills, "%llu items lost with %d consumers killed",
+              (unsigned long long)missing, consumer_kills);
+    free(buf);
+    mp_value_free(v);
+    mp_queue_free(q);
+    mp_queue_free(results);
+}
+
 /* ---- crossing into processes ---- */
 
 /* Gets the export blob on a connection, imports the queue, takes the 100

@@ -50,12 +50,12 @@ MP_EXTERN int mp_queue_get(mp_queue_t *q, void **buf, size_t *len, long timeout_
 /* As mp_queue_get into the caller's buffer. MP_EMSGSIZE when the item is
  * larger than cap: *len holds its size and it stays at the head. */
 MP_EXTERN int mp_queue_get_into(mp_queue_t *q, void *buf, size_t cap, size_t *len, long timeout_ms);
-/* Exact on every platform (items put whose get has not begun). */
+/* Exact on every platform: items put and not yet taken. */
 MP_EXTERN int mp_queue_qsize(mp_queue_t *q, size_t *n);
 /* 1 or 0 (or a negative code). */
 MP_EXTERN int mp_queue_empty(mp_queue_t *q);
 MP_EXTERN int mp_queue_full(mp_queue_t *q);
-/* Joinable queues (MP_ESTATE otherwise). task_done called more often than
+/* Joinable queues (MP_ETYPE otherwise). task_done called more often than
  * items were put: MP_EINVAL. join waits until every item put was marked
  * done (MP_ETIMEDOUT). */
 MP_EXTERN int mp_queue_task_done(mp_queue_t *q);

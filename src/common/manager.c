@@ -271,9 +271,10 @@ int mp_manager_dict(mp_manager_t *m, const char *name, mp_dict_t **d)
     int rc = usable(m);
     if (!rc && !d) rc = mp__fail(MP_EINVAL, "mp_manager_dict: NULL out-pointer");
     uint64_t oid;
+    bool local;
     mp__seg_t *seg;
-    if (!rc) rc = mp__proxy_open(m->cl, MP__MK_DICT, name, 0, 0, &oid, &seg);
-    return rc ? rc : mp__dict_wrap(m->cl, oid, seg, d);
+    if (!rc) rc = mp__proxy_open(m->cl, MP__MK_DICT, name, 0, 0, &oid, &local, &seg);
+    return rc ? rc : mp__dict_wrap(m->cl, oid, local, seg, d);
 }
 
 int mp_manager_list(mp_manager_t *m, const char *name, mp_list_t **l)
@@ -281,7 +282,8 @@ int mp_manager_list(mp_manager_t *m, const char *name, mp_list_t **l)
     int rc = usable(m);
     if (!rc && !l) rc = mp__fail(MP_EINVAL, "mp_manager_list: NULL out-pointer");
     uint64_t oid;
+    bool local;
     mp__seg_t *seg;
-    if (!rc) rc = mp__proxy_open(m->cl, MP__MK_LIST, name, 0, 0, &oid, &seg);
-    return rc ? rc : mp__list_wrap(m->cl, oid, seg, l);
+    if (!rc) rc = mp__proxy_open(m->cl, MP__MK_LIST, name, 0, 0, &oid, &local, &seg);
+    return rc ? rc : mp__list_wrap(m->cl, oid, local, seg, l);
 }

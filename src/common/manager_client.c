@@ -27,7 +27,7 @@ struct mp__mclient {
     size_t nidle, cap;
     mp_pid_t pid; /* the process the pool belongs to */
     uint64_t id;
-    mp__seg_t *alive;
+    _Atomic(mp__seg_t *) alive;
     _Atomic int closed;          /* shut down or freed here: MP_ECLOSED */
     _Atomic int dead;            /* the server is gone: MP_EOF */
     _Atomic uint64_t next_probe; /* when to look at the liveness mutex (ns) */
@@ -69,7 +69,8 @@ static void client_destroy(mp__mclient_t *cl)
     for (size_t i = 0; i < cl->nidle; i++)
         mp_conn_free(cl->idle[i]);
     free(cl->idle);
-    if (cl->alive) mp__seg_close(cl->alive);
+    mp__seg_t *alive = atomic_load(&cl->alive);
+    if (alive) mp__seg_close(alive);
     if (cl->key) {
         wipe(cl->key, cl->keylen);
         free(cl->key);
@@ -180,25 +181,12 @@ const char *mp__mclient_address(const mp__mclient_t *cl)
     return cl->address;
 }
 
-bool mp__mclient_has_alive(const mp__mclient_t *cl)
+/* Local clients: the server's liveness segment, adopted once (the copy
+ * another thread or proxy brought is closed). */
+static void set_alive(mp__mclient_t *cl, mp__seg_t *alive)
 {
-    return cl->alive != NULL;
-}
-
-mp__seg_t *mp__mclient_alive_seg(const mp__mclient_t *cl)
-{
-    return cl->alive;
-}
-
-void mp__mclient_set_alive(mp__mclient_t *cl, mp__seg_t *alive)
-{
-    mp__mutex_lock(cl->mu);
-    if (!cl->alive) {
-        cl->alive = alive;
-        alive = NULL;
-    }
-    mp__mutex_unlock(cl->mu);
-    if (alive) mp__seg_close(alive);
+    mp__seg_t *none = NULL;
+    if (!atomic_compare_exchange_strong(&cl->alive, &none, alive)) mp__seg_close(alive);
 }
 
 static const mp__seg_spec_t alive_spec = {sizeof(mp__alive_t), 1, 0, MP__ALIVE_TAG, NULL};
@@ -209,7 +197,7 @@ int mp__mclient_alive(mp__mclient_t *cl)
         return mp__fail(MP_ECLOSED, "the manager was shut down");
     if (atomic_load_explicit(&cl->dead, memory_order_relaxed))
         return mp__fail(MP_EOF, "the manager's server is gone");
-    mp__seg_t *a = cl->alive;
+    mp__seg_t *a = atomic_load_explicit(&cl->alive, memory_order_acquire);
     if (!a) return 0;
     mp__alive_t *st = mp__seg_ptr(a);
     if (atomic_load_explicit(&st->closed, memory_order_acquire))
@@ -238,7 +226,7 @@ static int adopt_alive(mp__mclient_t *cl, const uint8_t *ref, size_t n)
     memcpy(r.bytes, ref, n);
     mp__seg_t *s;
     int rc = mp__seg_from_ref(&r, &alive_spec, &s);
-    if (!rc) mp__mclient_set_alive(cl, s);
+    if (!rc) set_alive(cl, s);
     return rc;
 }
 
@@ -265,7 +253,7 @@ static int hello(mp__mclient_t *cl, mp_conn_t *c, uint64_t id)
     if (!rc && rp.status) rc = mp__fail(rp.status, "manager refused the connection");
     if (!rc && (rp.nint != 2 || rp.i[0] != MP__M_VERSION || rp.nblob != (rp.i[1] ? 1u : 0u)))
         rc = mp__fail(MP_EPROTO, "manager: unexpected greeting");
-    if (!rc && rp.i[1] && !cl->alive) rc = adopt_alive(cl, rp.s[0], rp.n[0]);
+    if (!rc && rp.i[1] && !atomic_load(&cl->alive)) rc = adopt_alive(cl, rp.s[0], rp.n[0]);
     mp__mrep_release(&rp);
     return rc;
 }
@@ -314,8 +302,8 @@ static int take_conn(mp__mclient_t *cl, mp_conn_t **out)
 static void give_conn(mp__mclient_t *cl, mp_conn_t *c)
 {
     mp__mutex_lock(cl->mu);
-    bool keep = cl->pid == mp__os_getpid();
-    if (keep && cl->nidle == cl->cap) {
+    bool keep = true;
+    if (cl->nidle == cl->cap) {
         size_t cap = cl->cap ? cl->cap * 2 : 4;
         mp_conn_t **v = realloc(cl->idle, cap * sizeof *v);
         if (v) {
@@ -374,8 +362,9 @@ int mp__mclient_pack(mp__mclient_t *cl, mp__wbuf_t *w, mp__ostab_t *t)
     mp__wbuf_str(w, cl->address);
     mp__wbuf_u8(w, cl->has_key);
     mp__wbuf_blob(w, cl->key, cl->keylen);
-    mp__wbuf_u8(w, cl->alive != NULL);
-    if (cl->alive) return mp__seg_pack(cl->alive, w, t);
+    mp__seg_t *alive = atomic_load(&cl->alive);
+    mp__wbuf_u8(w, alive != NULL);
+    if (alive) return mp__seg_pack(alive, w, t);
     return w->err;
 }
 
@@ -393,7 +382,7 @@ int mp__mclient_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp__mclient_t
     if (!rc && has_alive) rc = mp__seg_unpack(r, tab, ntab, &alive_spec, &alive);
     if (!rc) rc = mp__mclient_get(address, key, keylen, has_key, out);
     if (!rc && alive)
-        mp__mclient_set_alive(*out, alive);
+        set_alive(*out, alive);
     else if (alive)
         mp__seg_close(alive);
     free(address);

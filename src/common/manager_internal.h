@@ -159,28 +159,6 @@ int mp__sview_create(int kind, mp__sview_t *v);
 int mp__sview_grow(mp__sview_t *old, const mp__sneed_t *need, mp__sview_t *out);
 void mp__sview_mark_closed(mp__sview_t *v);
 
-/* The operations return 0, an MP_E* code, MP__S_MOVED or MP__S_FULL. */
-int mp__sdict_set(mp__sview_t *v, const void *k, size_t kl, const void *val, size_t vl,
-                  mp__sneed_t *need);
-int mp__sdict_get(mp__sview_t *v, const void *k, size_t kl, void **val, size_t *vl);
-/* val NULL: delete only. */
-int mp__sdict_del(mp__sview_t *v, const void *k, size_t kl, void **val, size_t *vl);
-int mp__sdict_len(mp__sview_t *v, size_t *n);
-int mp__sdict_items(mp__sview_t *v, mp_iov_t **keys, mp_iov_t **vals, size_t *n);
-int mp__sdict_clear(mp__sview_t *v);
-int mp__sdict_incr(mp__sview_t *v, const void *k, size_t kl, int64_t by, int64_t *now,
-                   mp__sneed_t *need);
-/* expect NULL: only when k is missing. */
-int mp__sdict_cas(mp__sview_t *v, const void *k, size_t kl, const void *expect, size_t el,
-                  const void *val, size_t vl, mp__sneed_t *need);
-
-int mp__slist_append(mp__sview_t *v, const void *val, size_t vl, mp__sneed_t *need);
-int mp__slist_get(mp__sview_t *v, int64_t i, void **val, size_t *vl);
-int mp__slist_set(mp__sview_t *v, int64_t i, const void *val, size_t vl, mp__sneed_t *need);
-int mp__slist_pop(mp__sview_t *v, int64_t i, void **val, size_t *vl);
-int mp__slist_len(mp__sview_t *v, size_t *n);
-int mp__slist_items(mp__sview_t *v, mp_iov_t **items, size_t *n);
-
 /* One dict or list call, as the local path and the server both run it. */
 typedef struct {
     uint8_t op; /* MP__M_D_* / MP__M_L_* */
@@ -195,6 +173,8 @@ typedef struct {
     mp_iov_t **keys, **vals;
 } mp__scall_t;
 
+/* Returns 0, an MP_E* code, MP__S_MOVED or MP__S_FULL (need says what
+ * the store lacked). */
 int mp__store_call(mp__sview_t *v, mp__scall_t *c, mp__sneed_t *need);
 
 /* The server's liveness segment: its mutex is held by the serving thread
@@ -226,21 +206,19 @@ int mp__mclient_call(mp__mclient_t *cl, const mp__mreq_t *rq, mp__mrep_t *rp);
 /* 0 while the server runs; MP_ECLOSED after a shutdown, MP_EOF once it
  * died (noticed within a millisecond). Cheap: meant for every local call. */
 int mp__mclient_alive(mp__mclient_t *cl);
-/* Local clients: the server's liveness segment (adopted once). */
-bool mp__mclient_has_alive(const mp__mclient_t *cl);
-void mp__mclient_set_alive(mp__mclient_t *cl, mp__seg_t *alive);
-mp__seg_t *mp__mclient_alive_seg(const mp__mclient_t *cl);
 /* Packs / unpacks a client reference (address, key, liveness segment). */
 int mp__mclient_pack(mp__mclient_t *cl, mp__wbuf_t *w, mp__ostab_t *t);
 int mp__mclient_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp__mclient_t **out);
 
 /* ==== proxies (manager_proxy.c) ==== */
 
-/* OPEN: the object id and, for a local client, its segment. */
+/* OPEN: the object id; for a local client's dict or list *local, and its
+ * store in *seg (NULL when the reference went stale before it could be
+ * opened: the proxy's first call asks for the current one). */
 int mp__proxy_open(mp__mclient_t *cl, int kind, const char *name, int64_t p1, int64_t p2,
-                   uint64_t *oid, mp__seg_t **seg);
-int mp__dict_wrap(mp__mclient_t *cl, uint64_t oid, mp__seg_t *seg, mp_dict_t **out);
-int mp__list_wrap(mp__mclient_t *cl, uint64_t oid, mp__seg_t *seg, mp_list_t **out);
+                   uint64_t *oid, bool *local, mp__seg_t **seg);
+int mp__dict_wrap(mp__mclient_t *cl, uint64_t oid, bool local, mp__seg_t *seg, mp_dict_t **out);
+int mp__list_wrap(mp__mclient_t *cl, uint64_t oid, bool local, mp__seg_t *seg, mp_list_t **out);
 
 /* ==== managers (manager.c) ==== */
 

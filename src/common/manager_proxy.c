@@ -28,17 +28,27 @@ struct mp_list {
     proxy_t p;
 };
 
+/* Opens a store reference the server sent. MP__S_MOVED when it went stale
+ * before we got to it: the server replaced that generation meanwhile (its
+ * name may even name another segment by now, which the segment's key
+ * tells). */
+static int open_ref(int kind, const uint8_t *bytes, size_t n, mp__seg_t **seg)
+{
+    if (n > MP__SEG_REF_MAX) return mp__fail(MP_EPROTO, "manager: bad store reference");
+    mp__seg_ref_t ref = {.len = n};
+    memcpy(ref.bytes, bytes, n);
+    mp__seg_spec_t spec;
+    mp__store_spec(kind, &spec);
+    int rc = mp__seg_from_ref(&ref, &spec, seg);
+    return rc == MP_ENOTFOUND || rc == MP_EPROTO ? MP__S_MOVED : rc;
+}
+
 /* Replaces the view with the store the server now holds for the object. */
 static int adopt_ref(proxy_t *p, const mp__mrep_t *rp)
 {
-    if (rp->nblob != 1 || rp->n[0] > MP__SEG_REF_MAX)
-        return mp__fail(MP_EPROTO, "manager: bad store reference");
-    mp__seg_ref_t ref = {.len = rp->n[0]};
-    memcpy(ref.bytes, rp->s[0], rp->n[0]);
-    mp__seg_spec_t spec;
-    mp__store_spec(p->kind, &spec);
+    if (rp->nblob != 1) return mp__fail(MP_EPROTO, "manager: bad store reference");
     mp__seg_t *seg;
-    int rc = mp__seg_from_ref(&ref, &spec, &seg);
+    int rc = open_ref(p->kind, rp->s[0], rp->n[0], &seg);
     mp__sview_t nv;
     if (!rc) rc = mp__sview_open(seg, p->kind, &nv);
     if (rc) return rc;
@@ -61,8 +71,7 @@ static int server_store(proxy_t *p, uint8_t op, const mp__sneed_t *need)
     int rc = mp__mclient_call(p->cl, &rq, &rp);
     if (!rc) rc = adopt_ref(p, &rp);
     mp__mrep_release(&rp);
-    /* The store moved on again before we opened it: ask again. */
-    return rc == MP_ENOTFOUND ? MP__S_MOVED : rc;
+    return rc;
 }
 
 static int local_call(proxy_t *p, mp__scall_t *c)
@@ -72,7 +81,8 @@ static int local_call(proxy_t *p, mp__scall_t *c)
     mp__mutex_lock(p->mu);
     for (int round = 0;; round++) {
         mp__sneed_t need;
-        rc = mp__store_call(&p->v, c, &need);
+        /* No view yet: the reference this proxy came with was stale. */
+        rc = p->v.seg ? mp__store_call(&p->v, c, &need) : MP__S_MOVED;
         if (rc != MP__S_MOVED && rc != MP__S_FULL) break;
         if (round == MAX_ROUNDS) {
             rc = mp__fail(MP_EBUSY, "manager: the store keeps moving");
@@ -222,7 +232,7 @@ static int run(proxy_t *p, mp__htype_t type, mp__scall_t *c)
 /* ---- making proxies ---- */
 
 int mp__proxy_open(mp__mclient_t *cl, int kind, const char *name, int64_t p1, int64_t p2,
-                   uint64_t *oid, mp__seg_t **seg)
+                   uint64_t *oid, bool *local, mp__seg_t **seg)
 {
     size_t nl = name ? strlen(name) : 0;
     if (name && (!nl || nl > MP_MANAGER_NAME_MAX))
@@ -235,24 +245,15 @@ int mp__proxy_open(mp__mclient_t *cl, int kind, const char *name, int64_t p1, in
     if (!rc && (rp.nint != 2 || rp.i[1] != kind || rp.i[0] <= 0 || rp.nblob > 1))
         rc = mp__fail(MP_EPROTO, "manager: unexpected reply to open");
     *seg = NULL;
+    *local = !rc && rp.nblob == 1;
     if (!rc) *oid = (uint64_t)rp.i[0];
-    if (!rc && rp.nblob == 1) {
-        mp__seg_ref_t ref = {.len = rp.n[0]};
-        if (rp.n[0] > sizeof ref.bytes) {
-            rc = mp__fail(MP_EPROTO, "manager: store reference too long");
-        } else {
-            memcpy(ref.bytes, rp.s[0], rp.n[0]);
-            mp__seg_spec_t spec;
-            mp__store_spec(kind, &spec);
-            rc = mp__seg_from_ref(&ref, &spec, seg);
-        }
-    }
+    if (*local) rc = open_ref(kind, rp.s[0], rp.n[0], seg);
     mp__mrep_release(&rp);
-    return rc;
+    return rc == MP__S_MOVED ? 0 : rc; /* the first call refreshes */
 }
 
-static int wrap(mp__htype_t type, int kind, mp__mclient_t *cl, uint64_t oid, mp__seg_t *seg,
-                proxy_t **out)
+static int wrap(mp__htype_t type, int kind, mp__mclient_t *cl, uint64_t oid, bool local,
+                mp__seg_t *seg, proxy_t **out)
 {
     proxy_t *p = mp__calloc(1, sizeof *p);
     int rc = p ? mp__mutex_create(&p->mu) : MP_ENOMEM;
@@ -269,21 +270,21 @@ static int wrap(mp__htype_t type, int kind, mp__mclient_t *cl, uint64_t oid, mp_
     p->kind = kind;
     p->cl = cl;
     p->oid = oid;
-    p->local = p->v.seg != NULL;
+    p->local = local;
     mp__mclient_ref(cl);
     mp__handle_init(&p->h, type);
     *out = p;
     return 0;
 }
 
-int mp__dict_wrap(mp__mclient_t *cl, uint64_t oid, mp__seg_t *seg, mp_dict_t **out)
+int mp__dict_wrap(mp__mclient_t *cl, uint64_t oid, bool local, mp__seg_t *seg, mp_dict_t **out)
 {
-    return wrap(MP__H_DICT, MP__MK_DICT, cl, oid, seg, (proxy_t **)out);
+    return wrap(MP__H_DICT, MP__MK_DICT, cl, oid, local, seg, (proxy_t **)out);
 }
 
-int mp__list_wrap(mp__mclient_t *cl, uint64_t oid, mp__seg_t *seg, mp_list_t **out)
+int mp__list_wrap(mp__mclient_t *cl, uint64_t oid, bool local, mp__seg_t *seg, mp_list_t **out)
 {
-    return wrap(MP__H_LIST, MP__MK_LIST, cl, oid, seg, (proxy_t **)out);
+    return wrap(MP__H_LIST, MP__MK_LIST, cl, oid, local, seg, (proxy_t **)out);
 }
 
 static void proxy_free(proxy_t *p, mp__htype_t type)
@@ -305,8 +306,9 @@ static int proxy_pack(mp_handle_t *h, mp__wbuf_t *w, mp__ostab_t *t)
     if (rc) return rc;
     mp__wbuf_u64(w, p->oid);
     mp__mutex_lock(p->mu);
-    mp__wbuf_u8(w, p->local);
-    if (p->local) rc = mp__seg_pack(p->v.seg, w, t);
+    /* 0: remote; 1: local, its store follows; 2: local, to be refreshed. */
+    mp__wbuf_u8(w, !p->local ? 0 : p->v.seg ? 1 : 2);
+    if (p->local && p->v.seg) rc = mp__seg_pack(p->v.seg, w, t);
     mp__mutex_unlock(p->mu);
     return rc ? rc : w->err;
 }
@@ -320,14 +322,16 @@ static int proxy_unpack(mp__htype_t type, int kind, mp__rbuf_t *r, mp__osh_t *ta
     uint64_t oid = mp__rbuf_u64(r);
     uint8_t local = mp__rbuf_u8(r);
     rc = r->err;
-    if (!rc && (local > 1 || !oid)) rc = mp__rbuf_bad(r, "manager proxy fields");
+    if (!rc && (local > 2 || !oid)) rc = mp__rbuf_bad(r, "manager proxy fields");
     mp__seg_t *seg = NULL;
-    if (!rc && local) {
+    if (!rc && local == 1) {
         mp__seg_spec_t spec;
         mp__store_spec(kind, &spec);
         rc = mp__seg_unpack(r, tab, ntab, &spec, &seg);
+        /* An exporter that moved on to a newer store: start from the server's. */
+        if (rc == MP_ENOTFOUND) rc = 0;
     }
-    if (!rc) rc = wrap(type, kind, cl, oid, seg, (proxy_t **)out);
+    if (!rc) rc = wrap(type, kind, cl, oid, local != 0, seg, (proxy_t **)out);
     mp__mclient_unref(cl);
     return rc;
 }
@@ -341,9 +345,7 @@ static int proxy_export(mp_handle_t *h, mp__wbuf_t *w)
  * client's connections are handles of their own, dropped by the fork. */
 static void proxy_drop_after_fork(mp_handle_t *h)
 {
-    proxy_t *p = (proxy_t *)h;
-    mp__sview_close(&p->v);
-    p->local = false;
+    mp__sview_close(&((proxy_t *)h)->v);
 }
 
 static int dict_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp_handle_t **out)

@@ -38,12 +38,11 @@ int mp__remote_open(mp_manager_t *m, int kind, const char *name, int64_t p1, int
     int rc = mp__manager_client(m, &cl);
     if (!rc && (!out || !remote_kind(kind))) rc = mp__fail(MP_EINVAL, "manager: bad object kind");
     uint64_t oid = 0;
+    bool local = false;
     mp__seg_t *seg = NULL;
-    if (!rc) rc = mp__proxy_open(cl, kind, name, p1, p2, &oid, &seg);
-    if (seg) {
-        mp__seg_close(seg);
-        rc = mp__fail(MP_EPROTO, "manager: a store for a %d", kind);
-    }
+    if (!rc) rc = mp__proxy_open(cl, kind, name, p1, p2, &oid, &local, &seg);
+    if (seg) mp__seg_close(seg);
+    if (!rc && local) rc = mp__fail(MP_EPROTO, "manager: a store for a kind %d", kind);
     return rc ? rc : remote_new(cl, oid, kind, out);
 }
 

@@ -17,12 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "connection_internal.h"
 #include "manager_internal.h"
 
 #define ACCEPT_SLICE_MS 1000L
 #define WAIT_SLICE_MS 100L
-#define MSG_DEADLINE_MS 30000L
+#define STOP_GRACE_MS 2000L
 #define HANDSHAKE_MS 5000L
 #define WAKE_MS 2000L
 #define MAX_SESSIONS 1024u
@@ -65,6 +64,7 @@ struct session {
     mp__thread_t *th;
     session_t *next;
     _Atomic int done;
+    bool left; /* the server stopped without it: it frees itself */
     mp__mrepw_t rep;
 };
 
@@ -92,7 +92,9 @@ struct mp__msrv {
     size_t nsessions;
     mp__thread_t *watcher;
     mp_conn_t *parent;
-    mp__cond_t *pause; /* the accepting thread's nap after a failure */
+    mp__cond_t *pause; /* the accepting thread's naps; sessions that end */
+    bool own_process;  /* started by mp_manager_start: it exits after */
+    int refs;          /* the server's run, and each session */
 };
 
 static const mp__seg_spec_t alive_spec = {sizeof(mp__alive_t), 1, 0, MP__ALIVE_TAG, NULL};
@@ -391,7 +393,6 @@ static int op_store(mp__msrv_t *srv, const mp__mreq_t *rq, mp__mrepw_t *rep)
     default:
         break;
     }
-    if (c.has_x && !c.x) c.x = "";
     mp__mutex_lock(o->mu);
     for (int round = 0;; round++) {
         mp__sneed_t need;
@@ -755,23 +756,52 @@ static void process(mp__msrv_t *srv, session_t *ss, const void *msg, size_t len,
     if (!ss->hello || rc == MP_EOF) *close = true;
 }
 
-/* ---- sessions ---- */
+/* ---- sessions ----
+ * A session reads without a deadline: a client that stops in the middle of
+ * a message holds only its own thread. In a server process of its own
+ * (mp_manager_start) a session blocks in a plain read, one system call per
+ * request as a raw request/response costs; the process ends when the
+ * server stops, and its sessions with it. mp_manager_serve returns to its
+ * caller instead, so there a session waits on its connection and a stop
+ * pipe together, and a stopping server waits STOP_GRACE_MS for sessions
+ * stuck in a message, then leaves them to end on their own. Whoever frees
+ * a session (the accepting thread, or a left session itself) drops its
+ * reference to the server. */
+
+static void srv_unref(mp__msrv_t *srv);
+
+static void session_release(session_t *ss)
+{
+    if (ss->stop_w) mp_conn_free(ss->stop_w);
+    if (ss->stop_r) mp_conn_free(ss->stop_r);
+    mp_conn_free(ss->c);
+    mp__wbuf_release(&ss->rep.w);
+    mp__msrv_t *srv = ss->srv;
+    free(ss);
+    srv_unref(srv);
+}
 
 static void session_main(void *arg)
 {
     session_t *ss = arg;
     mp__msrv_t *srv = ss->srv;
     for (;;) {
-        mp_handle_t *hs[2] = {MP_HANDLE(ss->c), MP_HANDLE(ss->stop_r)};
-        size_t ready[2], nready = 0;
-        int rc = mp_wait(hs, 2, MP_FOREVER, ready, &nready);
-        if (rc || atomic_load(&srv->stopping) || (nready && ready[0] != 0)) break;
+        int rc = 0;
+        if (ss->stop_r) {
+            mp_handle_t *hs[2] = {MP_HANDLE(ss->c), MP_HANDLE(ss->stop_r)};
+            size_t ready[2], nready = 0;
+            rc = mp_wait(hs, 2, MP_FOREVER, ready, &nready);
+            if (rc || (nready && ready[0] != 0)) break;
+        }
+        if (atomic_load(&srv->stopping)) break;
         void *msg = NULL;
         size_t len = 0;
-        mp__conn_set_deadline(ss->c, MSG_DEADLINE_MS);
         rc = mp_conn_recv_bytes(ss->c, &msg, &len);
-        mp__conn_set_deadline(ss->c, MP_FOREVER);
         if (rc) break;
+        if (atomic_load(&srv->stopping)) {
+            mp_free(msg);
+            break;
+        }
         bool stop = false, close = false;
         process(srv, ss, msg, len, &stop, &close);
         mp_free(msg);
@@ -781,25 +811,29 @@ static void session_main(void *arg)
     }
     if (ss->hello) client_left(srv, ss->client_id);
     mp_conn_close(ss->c);
+    mp__mutex_lock(srv->mu);
     atomic_store(&ss->done, 1);
+    bool left = ss->left;
+    mp__cond_broadcast(srv->pause);
+    mp__mutex_unlock(srv->mu);
+    if (left) session_release(ss); /* its thread handle is never joined */
 }
 
 static void session_free(session_t *ss)
 {
-    mp_conn_free(ss->stop_w);
+    if (ss->stop_w) mp_conn_free(ss->stop_w);
+    ss->stop_w = NULL;
     mp__thread_join(ss->th);
-    mp_conn_free(ss->stop_r);
-    mp_conn_free(ss->c);
-    mp__wbuf_release(&ss->rep.w);
-    free(ss);
+    session_release(ss);
 }
 
-static void reap(mp__msrv_t *srv, bool all)
+/* Frees the sessions that ended. */
+static void reap(mp__msrv_t *srv)
 {
     session_t **p = &srv->sessions;
     while (*p) {
         session_t *ss = *p;
-        if (all || atomic_load(&ss->done)) {
+        if (atomic_load(&ss->done)) {
             *p = ss->next;
             srv->nsessions--;
             session_free(ss);
@@ -809,6 +843,37 @@ static void reap(mp__msrv_t *srv, bool all)
     }
 }
 
+/* Stopping: wakes every session, waits a while for them, leaves the rest. */
+static void end_sessions(mp__msrv_t *srv)
+{
+    for (session_t *ss = srv->sessions; ss; ss = ss->next) {
+        mp_conn_free(ss->stop_w);
+        ss->stop_w = NULL;
+    }
+    uint64_t start = mp__os_now_ns();
+    mp__mutex_lock(srv->mu);
+    for (;;) {
+        session_t *ss = srv->sessions;
+        while (ss && atomic_load(&ss->done))
+            ss = ss->next;
+        long left = mp__timeout_left(STOP_GRACE_MS, start);
+        if (!ss || !left) break;
+        mp__cond_wait(srv->pause, srv->mu, left);
+    }
+    for (session_t **p = &srv->sessions; *p;) {
+        session_t *ss = *p;
+        if (atomic_load(&ss->done)) {
+            p = &ss->next;
+            continue;
+        }
+        ss->left = true;
+        *p = ss->next;
+        srv->nsessions--;
+    }
+    mp__mutex_unlock(srv->mu);
+    reap(srv);
+}
+
 static void start_session(mp__msrv_t *srv, mp_conn_t *c)
 {
     session_t *ss = srv->nsessions < MAX_SESSIONS ? mp__calloc(1, sizeof *ss) : NULL;
@@ -816,12 +881,17 @@ static void start_session(mp__msrv_t *srv, mp_conn_t *c)
         ss->srv = srv;
         ss->c = c;
     }
-    if (!ss || mp_pipe(&ss->stop_r, &ss->stop_w, false) ||
-        mp__thread_start(&ss->th, session_main, ss)) {
+    if (!ss || (!srv->own_process && mp_pipe(&ss->stop_r, &ss->stop_w, false))) {
         if (ss && ss->stop_r) mp_conn_free(ss->stop_r);
-        if (ss && ss->stop_w) mp_conn_free(ss->stop_w);
         free(ss);
         mp_conn_free(c);
+        return;
+    }
+    mp__mutex_lock(srv->mu);
+    srv->refs++;
+    mp__mutex_unlock(srv->mu);
+    if (mp__thread_start(&ss->th, session_main, ss)) {
+        session_release(ss);
         return;
     }
     ss->next = srv->sessions;
@@ -841,7 +911,7 @@ static void srv_free(mp__msrv_t *srv)
         free(c);
     }
     if (srv->alive) mp__seg_close(srv->alive);
-    mp_listener_free(srv->l);
+    if (srv->l) mp_listener_free(srv->l);
     /* Only what exists: freeing NULL would overwrite the failure's detail. */
     if (srv->stop_r) mp_conn_free(srv->stop_r);
     if (srv->stop_w) mp_conn_free(srv->stop_w);
@@ -855,11 +925,20 @@ static void srv_free(mp__msrv_t *srv)
     free(srv);
 }
 
+static void srv_unref(mp__msrv_t *srv)
+{
+    mp__mutex_lock(srv->mu);
+    bool last = --srv->refs == 0;
+    mp__mutex_unlock(srv->mu);
+    if (last) srv_free(srv);
+}
+
 static int srv_new(bool detached, mp__msrv_t **out)
 {
     mp__msrv_t *srv = mp__calloc(1, sizeof *srv);
     if (!srv) return MP_ENOMEM;
     srv->detached = detached;
+    srv->refs = 1;
     int rc = mp__mutex_create(&srv->mu);
     if (!rc) rc = mp__cond_create(&srv->pause);
     if (rc) {
@@ -927,7 +1006,7 @@ static void accept_loop(mp__msrv_t *srv)
     while (!atomic_load(&srv->stopping)) {
         mp_conn_t *c = NULL;
         int rc = mp_listener_accept(srv->l, ACCEPT_SLICE_MS, &c);
-        reap(srv, false);
+        reap(srv);
         if (rc == MP_ETIMEDOUT || rc == MP_EAUTH || rc == MP_EOF || rc == MP_EPROTO) continue;
         if (rc) {
             /* Out of descriptors or memory: let the clients go on a while. */
@@ -950,6 +1029,7 @@ int mp__msrv_run(const mp_manager_opts_t *o, mp_conn_t *parent,
     int rc = srv_new(false, &srv);
     if (rc) return rc;
     srv->parent = parent;
+    srv->own_process = parent != NULL;
     rc = srv_alive(srv);
     if (!rc) rc = mp_pipe(&srv->stop_r, &srv->stop_w, false);
     if (!rc) rc = srv_listen(srv, o);
@@ -961,13 +1041,17 @@ int mp__msrv_run(const mp_manager_opts_t *o, mp_conn_t *parent,
     }
     if (ready) ready(mp_listener_address(srv->l), arg);
     accept_loop(srv);
-    /* Closing the write ends wakes the watcher and every session. */
+    /* Closing the write ends wakes the watcher (and the sessions). */
     mp_conn_free(srv->stop_w);
     srv->stop_w = NULL;
-    reap(srv, true);
+    if (!srv->own_process) end_sessions(srv);
     if (srv->watcher) mp__thread_join(srv->watcher);
     mp__seg_unlock(srv->alive, 0);
-    srv_free(srv);
+    mp_listener_free(srv->l); /* the address goes now, whoever is left */
+    srv->l = NULL;
+    /* A server process exits next: its sessions may still be reading, so
+     * what they use stays until the exit takes it. */
+    if (!srv->own_process) srv_unref(srv);
     return 0;
 }
 
@@ -982,7 +1066,7 @@ int mp__msrv_create_detached(mp__msrv_t **s)
 
 void mp__msrv_free_detached(mp__msrv_t *s)
 {
-    if (s) srv_free(s);
+    if (s) srv_unref(s);
 }
 
 int mp__msrv_handle(mp__msrv_t *s, uint64_t client_id, const void *msg, size_t len,

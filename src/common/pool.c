@@ -185,7 +185,7 @@ void mp__pool_worker_lost(mp_pool_t *p, mp__worker_t *w, int code, const char *w
             why = text;
         }
     }
-    if (prev == MP__W_STARTING && p->state != MP__S_TERM)
+    if (!w->greeted && p->state != MP__S_TERM)
         mp__pool_break(p, "a worker ended before it was ready: %s", why ? why : "?");
     fail_held(p, w, code, why ? why : "", p->timeout_ms > 0 && code != MP_ECLOSED);
     if (!w->sending) {
@@ -319,13 +319,15 @@ static void maintain(mp_pool_t *p)
     }
 }
 
-/* After close, with nothing left to do: idle workers are told to quit. */
+/* After close, with nothing left to do: idle workers are told to quit,
+ * and so are those still starting (they read it after their hello). */
 static void retire_idle(mp_pool_t *p)
 {
     if (p->state != MP__S_CLOSED || mp__pool_has_work(p)) return;
     for (size_t i = 0; i < p->nws; i++) {
         mp__worker_t *w = p->ws[i];
-        if (w->state != MP__W_READY || w->items || w->sending) continue;
+        if ((w->state != MP__W_READY && w->state != MP__W_STARTING) || w->items || w->sending)
+            continue;
         w->state = MP__W_RETIRING;
         w->out.len = 0;
         if (mp__pbuf_reserve(&w->out, 1)) {

@@ -333,11 +333,12 @@ static bool hello(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
     uint64_t n = mp__prd_varint(r);
     const uint8_t *why = mp__prd_bytes(r, n);
     if (r->bad || r->p != r->end) return false;
+    w->greeted = true;
     if (rc)
         mp__pool_break(p, "the initializer failed in worker %lld (%lld): %.*s",
                        (long long)mp_process_pid(w->proc), (long long)rc, (int)n,
                        (const char *)why);
-    else
+    else if (w->state == MP__W_STARTING)
         w->state = MP__W_READY;
     return true;
 }
@@ -426,9 +427,9 @@ void mp__pool_on_message(mp_pool_t *p, mp__worker_t *w, const uint8_t *msg, size
     mp__prd_init(&r, msg, len);
     uint8_t tag = mp__prd_u8(&r);
     bool ok = false;
-    if (tag == MP__PW_HELLO && w->state == MP__W_STARTING)
+    if (tag == MP__PW_HELLO && !w->greeted)
         ok = hello(p, w, &r);
-    else if (tag == MP__PW_RESULTS && w->state != MP__W_STARTING)
+    else if (tag == MP__PW_RESULTS && w->greeted)
         ok = results(p, w, &r);
     if (!ok) mp__pool_worker_lost(p, w, MP_EWORKER, "the worker sent a malformed message");
 }

@@ -277,6 +277,7 @@ typedef struct {
     mp__plink_t *link; /* NULL once closed */
     int state;
     bool sending;
+    bool greeted; /* its hello came: the initializer ran */
     size_t units_sent;
     mp__uring_t held;    /* units sent, oldest first */
     size_t got;          /* items of the oldest unit already answered */

@@ -14,7 +14,7 @@
 
 #define Q_TAG 0x55455551u /* "QUEU" */
 #define SPIN_NS 20000u
-#define SLICE_MS 250L
+#define SLICE_MS 1000L
 #define RING_DEFAULT ((size_t)1 << 20)
 #define RING_MIN ((size_t)4096)
 #define RING_MAX ((size_t)1 << 30)
@@ -202,12 +202,14 @@ int mp_queue_put(mp_queue_t *h, const void *buf, size_t len, long timeout_ms)
     uint64_t start = now_if(timeout_ms);
     uint32_t spin = SPIN_NS;
     for (;;) {
-        uint32_t seen = atomic_load(&q->get_seq);
+        /* An unbounded put reads nothing the consumers write. */
+        uint32_t seen = q->maxsize ? atomic_load(&q->get_seq) : 0;
         rc = lock_side(h, Q_LOCK_PUT, lock_ms(timeout_ms, start));
         if (rc == MP_ETIMEDOUT) break;
         if (rc) return rc;
-        uint64_t items = atomic_load(&q->nput_pub) - atomic_load(&q->nget_pub), nput = 0;
-        bool room = !q->maxsize || items < q->maxsize;
+        uint64_t nput = 0;
+        bool room =
+            !q->maxsize || atomic_load(&q->nput_pub) - atomic_load(&q->nget_pub) < q->maxsize;
         if (room) rc = mp__q_put_locked(h, buf, len, &nput);
         mp__seg_unlock(h->seg, Q_LOCK_PUT);
         if (room) {

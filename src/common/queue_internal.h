@@ -47,11 +47,11 @@ typedef struct {
 } q_phot_t;
 
 typedef struct {
-    uint64_t ext_next;         /* extension space handed out so far */
-    uint64_t nbuf;             /* chain buffers made */
-    uint64_t buf_off, buf_cap; /* the chain buffer being filled; cap 0: the ring */
-    uint64_t seal_off, seal_end;
-    uint64_t kept; /* bytes in range[] */
+    uint64_t ext_next;                     /* extension space handed out so far */
+    uint64_t nbuf;                         /* chain buffers made */
+    uint64_t buf_off, buf_cap;             /* the chain buffer being filled; cap 0: the ring */
+    uint64_t seal_off, seal_end, seal_num; /* the buffer just left: its number */
+    uint64_t kept;                         /* bytes in range[] */
     q_range_t range[Q_TRACK];
 } q_pcold_t;
 

@@ -208,16 +208,27 @@ static int store_end(mp_queue_t *h, uint64_t off, uint64_t cap, uint64_t end)
     return rc;
 }
 
+/* Seals the buffer state n left, unless the consumers are past it (and
+ * may have given it back): again after a producer died, or when doing it
+ * the first time failed. */
+static int reseal(mp_queue_t *h, const q_pstate_t *n)
+{
+    if (!n->hot.seal_cap || atomic_load(&h->q->nleft_pub) >= n->cold.seal_num) return 0;
+    return store_end(h, n->cold.seal_off, n->hot.seal_cap, SEALED | n->cold.seal_end);
+}
+
 /* What state n implies for consumers, in the order they rely on: the
  * count before anything it counts becomes visible. */
-static int ppublish(mp_queue_t *h, const q_pstate_t *n)
+static int ppublish(mp_queue_t *h, const q_pstate_t *n, bool again)
 {
     q_shm_t *q = h->q;
     int rc = 0;
     atomic_store_explicit(&q->ext_pub, n->cold.ext_next, memory_order_relaxed);
     atomic_store_explicit(&q->nput_pub, n->hot.nput, memory_order_release);
     if (n->cold.buf_cap) rc = store_end(h, n->cold.buf_off, n->cold.buf_cap, n->hot.buf_pos);
-    if (!rc && n->hot.seal_cap)
+    if (!rc && again)
+        rc = reseal(h, n);
+    else if (!rc && n->hot.seal_cap)
         rc = store_end(h, n->cold.seal_off, n->hot.seal_cap, SEALED | n->cold.seal_end);
     atomic_store_explicit(&q->tail_pub, n->hot.tail, memory_order_release);
     atomic_fetch_add(&q->put_seq, 1);
@@ -230,7 +241,7 @@ void mp__q_repair_put(mp_queue_t *h)
     uint32_t c = atomic_load_explicit(&q->pcur, memory_order_relaxed);
     q_pstate_t st = q->pst[c & 1];
     q->pst[(c + 1) & 1] = st;
-    ppublish(h, &st);
+    ppublish(h, &st, true);
 }
 
 typedef struct {
@@ -330,6 +341,7 @@ static int place(mp_queue_t *h, q_pstate_t *n, uint64_t es, q_drops_t *drops, ui
         if (!b) return rc;
         /* Back to the ring once it is half empty: the buffer ends here. */
         if (free >= q->ring_cap / 2 && free >= es + E_REF) {
+            n->cold.seal_num = n->cold.nbuf;
             n->cold.seal_off = n->cold.buf_off;
             n->hot.seal_cap = n->cold.buf_cap;
             n->cold.seal_end = n->hot.buf_pos;
@@ -355,6 +367,7 @@ static int place(mp_queue_t *h, q_pstate_t *n, uint64_t es, q_drops_t *drops, ui
     if (rc) return rc;
     if (b) {
         put_ref(b + n->hot.buf_pos, flags, &ref);
+        n->cold.seal_num = n->cold.nbuf - 1; /* new_buffer counted the new one */
         n->cold.seal_off = n->cold.buf_off;
         n->hot.seal_cap = n->cold.buf_cap;
         n->cold.seal_end = n->hot.buf_pos + E_REF;
@@ -429,7 +442,7 @@ static int put_slow(mp_queue_t *h, const void *buf, size_t len, bool big, uint64
     write_entry(q, at, ring_pos, &e, big ? (const void *)&ref : buf, big ? sizeof ref : len);
     n.hot.nput++;
     pcommit(q, &n, true);
-    ppublish(h, &n);
+    ppublish(h, &n, false);
     for (unsigned i = 0; i < drops.n; i++) {
         cache_drop(&h->pc, drops.off[i]);
         mp__seg_ext_release(h->seg, drops.off[i], drops.cap[i]);
@@ -441,11 +454,9 @@ int mp__q_put_locked(mp_queue_t *h, const void *buf, size_t len, uint64_t *nput)
 {
     q_shm_t *q = h->q;
     const q_pstate_t *cur = pcur(q);
-    /* A seal a producer killed after its commit may not have written. */
-    if (cur->hot.seal_cap) {
-        int rc = store_end(h, cur->cold.seal_off, cur->hot.seal_cap, SEALED | cur->cold.seal_end);
-        if (rc) return rc;
-    }
+    /* A seal whose publication failed (the next put clears the record). */
+    int rc = reseal(h, cur);
+    if (rc) return rc;
     bool big = len > q->ring_cap / 4 - E_HDR;
     uint64_t es = big ? E_REF : E_HDR + align8(len);
     *nput = cur->hot.nput + 1;

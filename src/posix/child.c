@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -129,6 +130,11 @@ int mp__child_fork(bool daemon, mp__child_t **c, bool *in_child)
     pid_t pid = fork();
     if (pid < 0) return mp__fail_os("fork");
     if (pid == 0) {
+        /* As a spawned child does, start with no signal blocked, whatever
+         * the forking thread had blocked. */
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
         *in_child = true;
         if (c) *c = NULL;
         mp__child_init(daemon, parent);
