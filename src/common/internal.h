@@ -16,6 +16,14 @@ int mp__fail(int code, const char *fmt, ...)
 #endif
     ;
 
+/* Whether the test seam asks the named fault point to fail (see fault.c):
+ * always false unless built with MPROC_FAULT_INJECTION. */
+bool mp__fault(const char *point);
+
+/* mp__fail for a fixed text (a string literal): nothing is formatted or
+ * copied, for failures on hot paths that callers often retry or discard. */
+int mp__fail_lit(int code, const char *text);
+
 /* Remaining milliseconds of a timeout that started at start_ns; MP_FOREVER
  * stays MP_FOREVER, an expired one is 0. */
 long mp__timeout_left(long timeout_ms, uint64_t start_ns);
