@@ -45,7 +45,7 @@ const char *mp_last_error_detail(void)
     return detail_lit ? detail_lit : detail;
 }
 
-int mp__fail(int code, const char *fmt, ...)
+void mp__fail_detail(const char *fmt, ...)
 {
     /* Formatted apart first: the arguments may include the old detail. */
     char text[sizeof detail];
@@ -55,7 +55,6 @@ int mp__fail(int code, const char *fmt, ...)
     va_end(ap);
     memcpy(detail, text, sizeof detail);
     detail_lit = NULL;
-    return code;
 }
 
 int mp__fail_lit(int code, const char *text)
