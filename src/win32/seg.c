@@ -135,6 +135,7 @@ static void seg_layout(mp__seg_t *s)
 /* Maps the whole of s->map and learns its size. */
 static int map_all(mp__seg_t *s, size_t *len)
 {
+    *len = 0; /* set on every path: the callers' use is then plainly defined */
     s->base = MapViewOfFile(s->map, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
     if (!s->base) return mp__fail_os("MapViewOfFile");
     MEMORY_BASIC_INFORMATION mi;
