@@ -331,6 +331,14 @@ Test(faults, descriptors_exhausted, .timeout = TEST_TIMEOUT)
     int n = 0, rc = 0;
     while (n + 2 <= 64 && !(rc = mp_pipe(&ends[n], &ends[n + 1], true)))
         n += 2;
+    if (!rc) {
+        /* Valgrind keeps descriptors of its own and does not pass a
+         * lowered limit on: nothing to test there. */
+        for (int i = 0; i < n; i++)
+            mp_conn_free(ends[i]);
+        setrlimit(RLIMIT_NOFILE, &old);
+        cr_skip("the lowered descriptor limit is not enforced here (valgrind?)");
+    }
     cr_assert(clean_code(rc), "mp_pipe at the limit: %s", mp_err_name(rc));
     cr_assert(mp_last_error_detail()[0]);
     /* Every creator fails cleanly now. */
