@@ -7,7 +7,7 @@ packages=(
   cmake ninja-build gcc clang pkg-config
   libcriterion-dev libssl-dev
   gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 g++ wine64 wine
-  python3
+  python3 valgrind
 )
 
 missing=()

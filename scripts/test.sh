@@ -21,6 +21,17 @@ run_preset() {
 }
 
 run_preset native
+# Valgrind over part of the native build, TSan over the threaded parts,
+# and each fuzz target for 10 s (docs/RELIABILITY.md).
+run_script() {
+  local name=$1
+  shift
+  echo "=== $name"
+  "$@" || failed+=("$name")
+}
+run_script valgrind nice bash scripts/valgrind.sh
+run_script tsan nice bash scripts/tsan.sh
+run_script fuzz nice bash scripts/fuzz.sh 10
 run_preset asan
 wine_start
 trap wine_stop EXIT

@@ -381,6 +381,7 @@ int mp_conn_close(mp_conn_t *c)
 
 void mp_conn_free(mp_conn_t *c)
 {
+    if (!c) return; /* as free(NULL): no error, the last detail stays */
     if (mp_conn_close(c)) return;
     mp__handle_fini(&c->h);
     free(c->rbuf);

@@ -7,6 +7,8 @@
 #include "internal.h"
 
 static _Thread_local char detail[512];
+/* Set instead of detail by mp__fail_lit; NULL when detail holds the text. */
+static _Thread_local const char *detail_lit;
 
 const char *mp_strerror(int err)
 {
@@ -40,10 +42,10 @@ const char *mp_err_name(int err)
 
 const char *mp_last_error_detail(void)
 {
-    return detail;
+    return detail_lit ? detail_lit : detail;
 }
 
-int mp__fail(int code, const char *fmt, ...)
+void mp__fail_detail(const char *fmt, ...)
 {
     /* Formatted apart first: the arguments may include the old detail. */
     char text[sizeof detail];
@@ -52,5 +54,11 @@ int mp__fail(int code, const char *fmt, ...)
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     memcpy(detail, text, sizeof detail);
+    detail_lit = NULL;
+}
+
+int mp__fail_lit(int code, const char *text)
+{
+    detail_lit = text;
     return code;
 }

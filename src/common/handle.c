@@ -117,6 +117,7 @@ int mp__handle_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp_handle_t **
 
 void mp__handle_free(mp_handle_t *h)
 {
+    if (!h) return; /* as free(NULL): no error, the last detail stays */
     if (mp__handle_check(h, 0)) return;
     const mp__htype_ops_t *ops = mp__handle_ops(h->type);
     if (ops && ops->free) ops->free(h);

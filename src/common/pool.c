@@ -699,6 +699,7 @@ int mp_pool_join(mp_pool_t *p, long timeout_ms)
 
 void mp_pool_free(mp_pool_t *p)
 {
+    if (!p) return; /* as free(NULL): no error, the last detail stays */
     if (pool_check(p)) return;
     mp__mutex_lock(p->mu);
     if (in_handler(p)) {

@@ -408,6 +408,7 @@ int mp_result_on_done(mp_result_t *r, void (*cb)(mp_result_t *, void *), void *u
 
 void mp_result_free(mp_result_t *r)
 {
+    if (!r) return; /* as free(NULL): no error, the last detail stays */
     if (result_check(r)) return;
     job_release(r);
 }
@@ -608,6 +609,7 @@ int mp_iter_next(mp_iter_t *it, long timeout_ms, void **out, size_t *outlen, siz
 
 void mp_iter_free(mp_iter_t *it)
 {
+    if (!it) return; /* as free(NULL): no error, the last detail stays */
     if (iter_check(it)) return;
     mp__job_t *j = iter_job(it);
     mp__mutex_lock(j->pool->mu);

@@ -197,6 +197,7 @@ int mp_process_kill(mp_process_t *p)
 
 void mp_process_free(mp_process_t *p)
 {
+    if (!p) return; /* as free(NULL): no error, the last detail stays */
     if (check(p)) return;
     mp__handle_fini(&p->h);
     if (p->child) mp__child_free(p->child);

@@ -142,6 +142,7 @@ int mp_shm_unlink(mp_shm_t *s)
 
 void mp_shm_free(mp_shm_t *s)
 {
+    if (!s) return; /* as free(NULL): no error, the last detail stays */
     if (!shm_check(s)) return;
     mp__handle_fini(&s->h);
     mp__seg_close(s->seg);

@@ -39,6 +39,7 @@ extern char **environ;
 struct mp__child {
     pid_t pid;
     int waitfd; /* readable once the child has ended */
+    bool pidfd; /* waitfd is a pidfd (signals can go through it) */
     bool reaped;
     int code;
 };
@@ -48,15 +49,80 @@ bool mp__os_has_fork(void)
     return true;
 }
 
-static int open_waitfd(pid_t pid, int *fd)
+#if defined(__linux__)
+typedef struct {
+    pid_t pid;
+    int fd;
+} watch_t;
+
+/* Waits for the child to end without reaping it (WNOWAIT: its pid cannot
+ * be reused while kill() may still target it), then makes the caller's
+ * end readable. Data rather than EOF: a forked sibling may hold a copy of
+ * this end. */
+static void *exit_watcher(void *arg)
+{
+    watch_t w = *(watch_t *)arg;
+    free(arg);
+    siginfo_t si;
+    while (waitid(P_PID, (id_t)w.pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+        ;
+    send(w.fd, "x", 1, MSG_NOSIGNAL);
+    close(w.fd);
+    return NULL;
+}
+
+/* Without pidfd_open (a kernel before 5.3, or a seccomp filter refusing
+ * it): a thread per child, blocked in waitid, signals a socket. */
+static int open_watcher(pid_t pid, int *fd)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return mp__fail_os("socketpair(exit watcher)");
+    watch_t *w = malloc(sizeof *w);
+    int err = w ? 0 : ENOMEM;
+    if (w) {
+        *w = (watch_t){pid, sv[1]};
+        /* Signals meant for the program never land on this thread. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        err = pthread_create(&t, &at, exit_watcher, w);
+        pthread_attr_destroy(&at);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (err) {
+        free(w);
+        close(sv[0]);
+        close(sv[1]);
+        return mp__fail(MP_ESYS, "exit watcher thread: %s", strerror(err));
+    }
+    *fd = sv[0];
+    return 0;
+}
+#endif
+
+static int open_waitfd(pid_t pid, int *fd, bool *pidfd)
 {
 #if defined(__linux__)
     /* A pidfd is always close-on-exec: no fcntl needed. */
-    long r = syscall(SYS_pidfd_open, pid, 0);
-    if (r < 0) return mp__fail_os("pidfd_open");
-    *fd = (int)r;
-    return 0;
+    long r = -1;
+    if (mp__fault("pidfd_open"))
+        errno = ENOSYS;
+    else
+        r = syscall(SYS_pidfd_open, pid, 0);
+    *pidfd = r >= 0;
+    if (r >= 0) {
+        *fd = (int)r;
+        return 0;
+    }
+    if (errno == ENOSYS || errno == EPERM) return open_watcher(pid, fd);
+    return mp__fail_os("pidfd_open");
 #else
+    *pidfd = false;
     int kq = kqueue();
     if (kq < 0) return mp__fail_os("kqueue");
     struct kevent ev;
@@ -75,7 +141,7 @@ static int open_waitfd(pid_t pid, int *fd)
 static int child_new(pid_t pid, mp__child_t **out)
 {
     mp__child_t *c = mp__calloc(1, sizeof *c);
-    int rc = c ? open_waitfd(pid, &c->waitfd) : MP_ENOMEM;
+    int rc = c ? open_waitfd(pid, &c->waitfd, &c->pidfd) : MP_ENOMEM;
     if (rc) {
         /* Without a handle we could never wait: do not leave it running. */
         kill(pid, SIGKILL);
@@ -296,7 +362,9 @@ int mp__child_signal(mp__child_t *c, bool kill_it)
     int sig = kill_it ? SIGKILL : SIGTERM;
 #if defined(__linux__)
     /* Through the pidfd: never a reused pid. */
-    if (syscall(SYS_pidfd_send_signal, c->waitfd, sig, NULL, 0) == 0 || errno == ESRCH) return 0;
+    if (c->pidfd &&
+        (syscall(SYS_pidfd_send_signal, c->waitfd, sig, NULL, 0) == 0 || errno == ESRCH))
+        return 0;
 #endif
     if (kill(c->pid, sig) < 0 && errno != ESRCH) return mp__fail_os("kill");
     return 0;

@@ -328,11 +328,21 @@ static int check_header(const seg_hdr_t *h, const struct stat *st, const mp__seg
     return 0;
 }
 
+/* A by-name reference whose name now holds an object with another key
+ * outlived its object (the name was removed and made again): that object
+ * is gone. Handed-over descriptors with a wrong key are a forged ref. */
+static int key_mismatch(bool by_name)
+{
+    return by_name ? mp__fail(MP_ENOTFOUND, "the object is gone (its name now holds another)")
+                   : mp__fail(MP_EPROTO, "the reference names another object");
+}
+
 /* Adopts fd (always: it is closed on failure or when the process already
  * holds this segment) as a segment of the expected kind. key: the key a
- * ref promised, or NULL. *fresh tells whether a new object was built. */
-static int adopt_fd(int fd, const mp__seg_spec_t *expect, const uint8_t *key, mp__seg_t **out,
-                    bool *fresh)
+ * ref promised, or NULL; by_name: whether the ref named the object rather
+ * than passing its descriptor. *fresh tells whether a new object was built. */
+static int adopt_fd(int fd, const mp__seg_spec_t *expect, const uint8_t *key, bool by_name,
+                    mp__seg_t **out, bool *fresh)
 {
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -344,8 +354,7 @@ static int adopt_fd(int fd, const mp__seg_spec_t *expect, const uint8_t *key, mp
     mp__seg_t *s = reg_find(st.st_dev, st.st_ino);
     if (s) {
         rc = check_header(s->hdr, &st, expect);
-        if (!rc && key && memcmp(key, s->hdr->key, sizeof s->hdr->key))
-            rc = mp__fail(MP_EPROTO, "the reference names another object");
+        if (!rc && key && memcmp(key, s->hdr->key, sizeof s->hdr->key)) rc = key_mismatch(by_name);
         close(fd);
         if (rc) return rc;
         s->refs++;
@@ -359,8 +368,7 @@ static int adopt_fd(int fd, const mp__seg_spec_t *expect, const uint8_t *key, mp
     else if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
         rc = mp__fail_os("pread(segment header)");
     if (!rc) rc = check_header(&h, &st, expect);
-    if (!rc && key && memcmp(key, h.key, sizeof h.key))
-        rc = mp__fail(MP_EPROTO, "the reference names another object");
+    if (!rc && key && memcmp(key, h.key, sizeof h.key)) rc = key_mismatch(by_name);
     s = rc ? NULL : seg_alloc();
     if (!rc && !s) rc = MP_ENOMEM;
     if (rc) {
@@ -462,6 +470,8 @@ static int size_backing(mp__seg_t *s, size_t total)
 {
     if ((uint64_t)total > (uint64_t)INT64_MAX || ftruncate(s->fd, (off_t)total) < 0)
         return mp__fail_os("ftruncate(segment)");
+    if (mp__fault("shm_nospace")) /* as a full /dev/shm fails below */
+        return mp__fail(MP_ENOMEM, "no room for %zu bytes of shared memory", total);
 #if !defined(MPROC_PORTABLE_POSIX)
     /* tmpfs hands out pages on first touch and raises SIGBUS when it has
      * none left: reserve them now, so a full /dev/shm is an error here. */
@@ -603,7 +613,7 @@ int mp__seg_open(const char *name, uint32_t tag, mp__seg_t **out)
     mp__seg_spec_t expect = {.tag = tag};
     mp__seg_t *s;
     bool fresh;
-    rc = adopt_fd(fd, &expect, NULL, &s, &fresh);
+    rc = adopt_fd(fd, &expect, NULL, true, &s, &fresh);
     if (!rc && !s->user_named) {
         rc = mp__fail(MP_EPROTO, "\"%s\" is not a named segment", name);
         if (fresh)
@@ -817,7 +827,7 @@ int mp__seg_from_ref(mp__seg_ref_t *ref, const mp__seg_spec_t *expect, mp__seg_t
     }
     mp__seg_t *s = NULL;
     bool fresh = false;
-    if (!rc) rc = adopt_fd(fd, expect, key, &s, &fresh);
+    if (!rc) rc = adopt_fd(fd, expect, key, by_name, &s, &fresh);
     if (!rc && fresh && s->linked && !s->user_named) {
         strcpy(s->name, name);
         rc = adopt_fifos(s, ref, by_name);
@@ -888,6 +898,7 @@ size_t mp__seg_ext_unit(void)
 static int ext_at(mp__seg_t *s, uint64_t off, uint64_t len, off_t *at)
 {
     uint64_t unit = mp__seg_ext_unit();
+    *at = 0; /* set on every path: the callers' use is then plainly defined */
     if (s->user_named) return mp__fail(MP_EINVAL, "a named segment has no extension space");
     if (!len || off % unit || len % unit || off > MP__SEG_EXT_MAX || len > MP__SEG_EXT_MAX - off)
         return mp__fail(MP_EINVAL, "extension range out of bounds");

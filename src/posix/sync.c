@@ -143,6 +143,8 @@ int mp__seg_lock(mp__seg_t *s, unsigned i, long timeout_ms)
         pthread_mutex_consistent(m);
         return mp__fail(MP_EOWNERDEAD, "the previous owner died holding the lock");
     case EBUSY:
+        /* A try that fails is routine (callers retry or give up): cheap. */
+        return mp__fail_lit(MP_ETIMEDOUT, "lock not acquired: another holds it");
     case ETIMEDOUT:
         return mp__fail(MP_ETIMEDOUT, "lock not acquired within %ld ms", timeout_ms);
     default:
@@ -244,6 +246,8 @@ static int sem_take(int id, unsigned i, long timeout_ms)
             return mp__fail(MP_ECLOSED, "the lock's semaphore was removed");
         if (errno != EAGAIN && errno != EINTR) return mp__fail_os("semop");
         long left = mp__timeout_left(timeout_ms, start);
+        if (left == 0 && timeout_ms == 0)
+            return mp__fail_lit(MP_ETIMEDOUT, "lock not acquired: another holds it");
         if (left == 0) return mp__fail(MP_ETIMEDOUT, "lock not acquired within %ld ms", timeout_ms);
         nap_us(left * 1000 < nap ? left * 1000 : nap);
         nap = nap * 2 > NAP_MAX_US ? NAP_MAX_US : nap * 2;

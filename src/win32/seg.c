@@ -135,6 +135,7 @@ static void seg_layout(mp__seg_t *s)
 /* Maps the whole of s->map and learns its size. */
 static int map_all(mp__seg_t *s, size_t *len)
 {
+    *len = 0; /* set on every path: the callers' use is then plainly defined */
     s->base = MapViewOfFile(s->map, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
     if (!s->base) return mp__fail_os("MapViewOfFile");
     MEMORY_BASIC_INFORMATION mi;
@@ -219,8 +220,11 @@ static int create_mapping(mp__seg_t *s, size_t total)
     if (rc) return rc;
     wchar_t n[OS_NAME_MAX + 16];
     object_name(s, 0, 0, n, sizeof n / sizeof *n);
-    s->map = CreateFileMappingW(INVALID_HANDLE_VALUE, &sa, PAGE_READWRITE | SEC_COMMIT,
-                                (DWORD)((uint64_t)total >> 32), (DWORD)total, n);
+    if (mp__fault("shm_nospace")) /* as a full commit charge fails */
+        SetLastError(ERROR_COMMITMENT_LIMIT);
+    else
+        s->map = CreateFileMappingW(INVALID_HANDLE_VALUE, &sa, PAGE_READWRITE | SEC_COMMIT,
+                                    (DWORD)((uint64_t)total >> 32), (DWORD)total, n);
     if (!s->map) {
         DWORD err = GetLastError();
         if (err == ERROR_NOT_ENOUGH_MEMORY || err == ERROR_COMMITMENT_LIMIT ||
@@ -369,14 +373,17 @@ static int open_objects(mp__seg_t *s)
 }
 
 /* Makes s (holding s->map and s->os_name) a segment of the expected kind.
- * key: what a ref promised, or NULL. */
-static int adopt_mapping(mp__seg_t *s, const mp__seg_spec_t *expect, const uint8_t *key)
+ * key: what a ref promised, or NULL. Another key under a ref's name means
+ * the named object is gone and its name was made again. */
+static int adopt_mapping(mp__seg_t *s, const mp__seg_spec_t *expect, const uint8_t *key,
+                         bool by_name)
 {
     size_t len;
     int rc = map_all(s, &len);
     if (!rc) rc = check_header(s->hdr, len, expect);
     if (!rc && key && memcmp(key, s->hdr->key, sizeof s->hdr->key))
-        rc = mp__fail(MP_EPROTO, "the reference names another object");
+        rc = by_name ? mp__fail(MP_ENOTFOUND, "the object is gone (its name now holds another)")
+                     : mp__fail(MP_EPROTO, "the reference names another object");
     if (!rc) seg_layout(s);
     return rc;
 }
@@ -413,7 +420,7 @@ int mp__seg_open(const char *name, uint32_t tag, mp__seg_t **out)
             s->refs++;
         } else {
             rc = open_mapping(s);
-            if (!rc) rc = adopt_mapping(s, &expect, NULL);
+            if (!rc) rc = adopt_mapping(s, &expect, NULL, true);
             if (!rc && !s->hdr->named)
                 rc = mp__fail(MP_EPROTO, "\"%s\" is not a named segment", name);
             if (!rc && atomic_load(&s->hdr->state) == SEG_GONE)
@@ -493,7 +500,7 @@ static int adopt_handles(mp__seg_t *s, mp__seg_ref_t *ref, const mp__seg_spec_t 
             return mp__fail(MP_EPROTO, "malformed segment reference");
     s->map = (HANDLE)ref->osh[0];
     ref->osh[0] = MP__OSH_INVALID;
-    int rc = adopt_mapping(s, expect, ref->bytes + ref->len - 16);
+    int rc = adopt_mapping(s, expect, ref->bytes + ref->len - 16, false);
     for (unsigned i = 0; !rc && i < expect->nmutex; i++) {
         s->mutex[i] = (HANDLE)ref->osh[1 + i];
         ref->osh[1 + i] = MP__OSH_INVALID;
@@ -522,7 +529,8 @@ int mp__seg_from_ref(mp__seg_ref_t *ref, const mp__seg_spec_t *expect, mp__seg_t
     if (have) {
         rc = check_header(have->hdr, SIZE_MAX, expect);
         if (!rc && memcmp(b + len - 16, have->hdr->key, 16))
-            rc = mp__fail(MP_EPROTO, "the reference names another object");
+            rc = by_name ? mp__fail(MP_ENOTFOUND, "the object is gone (its name now holds another)")
+                         : mp__fail(MP_EPROTO, "the reference names another object");
         if (!rc) have->refs++;
         ReleaseSRWLockExclusive(&reg_lock);
         free(s);
@@ -531,7 +539,7 @@ int mp__seg_from_ref(mp__seg_ref_t *ref, const mp__seg_spec_t *expect, mp__seg_t
     }
     if (!rc && by_name) {
         rc = open_mapping(s);
-        if (!rc) rc = adopt_mapping(s, expect, b + len - 16);
+        if (!rc) rc = adopt_mapping(s, expect, b + len - 16, true);
         if (!rc) rc = open_objects(s);
     } else if (!rc) {
         rc = adopt_handles(s, ref, expect);
@@ -604,6 +612,8 @@ int mp__seg_lock(mp__seg_t *s, unsigned i, long timeout_ms)
     if (w == WAIT_OBJECT_0) return 0;
     if (w == WAIT_ABANDONED)
         return mp__fail(MP_EOWNERDEAD, "the lock's previous owner died holding it");
+    if (w == WAIT_TIMEOUT && timeout_ms == 0)
+        return mp__fail_lit(MP_ETIMEDOUT, "lock not acquired: another holds it");
     if (w == WAIT_TIMEOUT)
         return mp__fail(MP_ETIMEDOUT, "lock not acquired within %ld ms", timeout_ms);
     return mp__fail_os("WaitForSingleObject(mutex)");

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang) and runs each for the given seconds
+# (default 10: the bounded CI run; 3600 for a long one) from its seed
+# corpus in fuzz/corpus/<target>. What a run finds is kept in
+# build/fuzz/corpus-<target>; a crash leaves build/fuzz/crash-* and fails.
+# Skips (exit 0) where clang has no libFuzzer.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+secs=${1:-10}
+build=build/fuzz
+if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; return 0; }' |
+    clang -x c -fsanitize=fuzzer - -o /tmp/mproc-fuzz-probe.$$ 2>/dev/null; then
+  echo "fuzz: clang with libFuzzer not found; skipped"
+  exit 0
+fi
+rm -f /tmp/mproc-fuzz-probe.$$
+cmake -S . -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DMPROC_FUZZ=ON -DMPROC_BUILD_TESTS=OFF \
+  -DMPROC_BUILD_EXAMPLES=OFF -DMPROC_BUILD_BENCH=OFF >/dev/null || exit 1
+cmake --build "$build" || exit 1
+status=0
+for t in handshake frames manager launch export; do
+  mkdir -p "$build/corpus-$t"
+  # In the build directory: crash files land there, and fuzz_export's
+  # by-name references stay away from anything of the user's.
+  if (cd "$build" && ASAN_OPTIONS=detect_leaks=1 "bin/fuzz_$t" -max_total_time="$secs" \
+      -timeout=20 -rss_limit_mb=1024 "corpus-$t" "$root/fuzz/corpus/$t" >"fuzz-$t.log" 2>&1); then
+    echo "fuzz_$t: $(grep -E '^#[0-9]+.*(DONE|pulse)' "$build/fuzz-$t.log" | tail -n 1)"
+  else
+    echo "fuzz_$t: FAILED (log: $build/fuzz-$t.log)"
+    tail -n 30 "$build/fuzz-$t.log"
+    status=1
+  fi
+done
+exit $status
