@@ -149,12 +149,12 @@ static int run(const bench_workload_t *w, long max, double budget, int reps, res
 static void print_human(const result_t *res)
 {
     const bench_workload_t *w = res->w;
-    printf("%-9s %s  [%s, %s is better; %ld per repetition]\n", w->name, w->title, w->unit,
-           w->higher_is_better ? "higher" : "lower", res->count);
     if (res->skipped) {
-        printf("          skipped: not available on this platform\n\n");
+        printf("%-9s %s\n          skipped: not available on this platform\n\n", w->name, w->title);
         return;
     }
+    printf("%-9s %s  [%s, %s is better; %ld per repetition]\n", w->name, w->title, w->unit,
+           w->higher_is_better ? "higher" : "lower", res->count);
     printf("          raw floor: %s\n", w->floor);
     printf("          mproc     %10.3f  (%.3f - %.3f)\n", res->m.median, res->m.min, res->m.max);
     printf("          raw       %10.3f  (%.3f - %.3f)\n", res->r.median, res->r.min, res->r.max);

@@ -262,7 +262,8 @@ int mp__seg_unlock(mp__seg_t *s, unsigned i);
  *
  * mp__seg_wait blocks while *word == expected: it returns 0 once it saw
  * *word != expected or was woken, and MP_ETIMEDOUT when timeout_ms passed
- * first. It may return 0 spuriously (a signal, a wake meant for an earlier
+ * first. With timeout_ms 0 it only spins and looks, never touching q (so
+ * then word may be any word of the user area). It may return 0 spuriously (a signal, a wake meant for an earlier
  * value, a waker that raced): callers re-check their condition in a loop
  * and pass the remaining timeout. Before sleeping it spins up to spin_ns
  * re-reading *word (never on a one-CPU machine); an idle sleeper uses no

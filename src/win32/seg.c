@@ -643,6 +643,8 @@ int mp__seg_wait(mp__seg_t *s, unsigned q, const _Atomic uint32_t *word, uint32_
 {
     if (q >= s->hdr->nwq) return mp__fail(MP_EINVAL, "no wait queue %u in the segment", q);
     if (spin_for_change(word, expected, spin_ns)) return 0;
+    /* Timeout 0 only looks: taking a token here would steal a sleeper's. */
+    if (timeout_ms == 0) return mp__fail(MP_ETIMEDOUT, "the word did not change");
     seg_wq_t *wq = s->wq[q];
     /* Registered before looking again, and a waker changes the word before
      * it counts us: either we see its change or it sees us. */
