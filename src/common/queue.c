@@ -21,7 +21,8 @@
 #define RING_MAX ((size_t)1 << 30)
 #define ITEM_MAX ((uint64_t)1 << 48)
 
-static const mp__seg_spec_t expect_spec = {.nmutex = Q_NLOCK, .nwq = Q_NWQ, .tag = Q_TAG};
+static const mp__seg_spec_t expect_spec = {
+    .nmutex = Q_NLOCK, .nwq = Q_NWQ, .tag = Q_TAG, .ext = true};
 
 /* ---- handles ---- */
 
