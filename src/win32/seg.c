@@ -404,6 +404,12 @@ static int open_objects(mp__seg_t *s)
         if (!s->sem[q]) return mp__fail(MP_ENOTFOUND, "a wait queue of the segment is gone");
     }
     if (s->hdr->ext) {
+        /* The path comes from shared memory: only ever our own file. */
+        wchar_t tail[OS_NAME_MAX + 8];
+        swprintf(tail, sizeof tail / sizeof *tail, L"\\%ls.ext", s->os_name);
+        size_t n = wcslen(s->hdr->ext_path), t = wcslen(tail);
+        if (n < t || wcscmp(s->hdr->ext_path + n - t, tail))
+            return mp__fail(MP_EPROTO, "the segment names a foreign extension file");
         s->ext = CreateFileW(s->hdr->ext_path, GENERIC_READ | GENERIC_WRITE,
                              FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
                              OPEN_EXISTING, FILE_ATTRIBUTE_TEMPORARY, NULL);
