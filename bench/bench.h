@@ -57,6 +57,16 @@ int w7_fork_mproc(long count, double *value);
 int w7_fork_raw(long count, double *value);
 int w7_spawn_mproc(long count, double *value);
 int w7_spawn_raw(long count, double *value);
+/* Queues (w_queue.c). */
+int w3_mproc(long count, double *value);
+int w3_raw(long count, double *value);
+int w3_2x2_mproc(long count, double *value);
+int w3_lat_mproc(long count, double *value);
+int w3_lat_raw(long count, double *value);
+int w3_idle_mproc(long count, double *value);
+int w3_idle_raw(long count, double *value);
+int w4_mproc(long count, double *value);
+int w4_raw(long count, double *value);
 
 /* The sending child of W2 over either kind of channel (w_pipe.c): waits
  * for a go message (how many messages of what size), sends them, until the

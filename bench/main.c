@@ -33,6 +33,17 @@ static const bench_workload_t workloads[] = {
      w2_raw, "the same framing over a socketpair / named pipe, read straight to the buffer"},
     {"w2-alloc", "pipe bulk, 1 MiB messages, recv_bytes + mp_free", "GB/s", true, 0, 1024, 96,
      w2_mproc_alloc, w2_raw, "as w2"},
+    {"w3", "queue, 64 B items, 1 producer -> 1 consumer process", "M items/s", true, 0.5, 2000000,
+     200000, w3_mproc, w3_raw, "an SPSC ring of 64 B slots in shared memory, spinning"},
+    {"w3-2x2", "queue, 64 B items, 2 producers -> 2 consumers, aggregate", "M items/s", true, 0.5,
+     2000000, 200000, w3_2x2_mproc, w3_mproc, "mproc's own 1 -> 1 figure (w3)"},
+    {"w3-lat", "queue ping-pong, 64 B items, two queues, both waiting in get", "us/round trip",
+     false, 0, 100000, 10000, w3_lat_mproc, w3_lat_raw,
+     "two SPSC rings in shared memory, spinning"},
+    {"w3-idle", "queue get blocked 1 s on an empty queue: wall time off the CPU", "%", true, 0.98,
+     1, 1, w3_idle_mproc, w3_idle_raw, "the OS's sleep for 1 s"},
+    {"w4", "queue, 1 MiB items, 1 producer -> 1 consumer process", "GB/s", true, 0.5, 2000, 200,
+     w4_mproc, w4_raw, "an SPSC ring of 1 MiB slots in shared memory, copy in and out"},
     {"w7-fork", "process start + join, fork", "ms/process", false, 1.5, 600, 100, w7_fork_mproc,
      w7_fork_raw, "fork + _exit(0) + waitpid"},
     {"w7-spawn", "process start + join, spawn", "ms/process", false, 2.0, 300, 40, w7_spawn_mproc,
@@ -149,12 +160,12 @@ static int run(const bench_workload_t *w, long max, double budget, int reps, res
 static void print_human(const result_t *res)
 {
     const bench_workload_t *w = res->w;
-    printf("%-9s %s  [%s, %s is better; %ld per repetition]\n", w->name, w->title, w->unit,
-           w->higher_is_better ? "higher" : "lower", res->count);
     if (res->skipped) {
-        printf("          skipped: not available on this platform\n\n");
+        printf("%-9s %s\n          skipped: not available on this platform\n\n", w->name, w->title);
         return;
     }
+    printf("%-9s %s  [%s, %s is better; %ld per repetition]\n", w->name, w->title, w->unit,
+           w->higher_is_better ? "higher" : "lower", res->count);
     printf("          raw floor: %s\n", w->floor);
     printf("          mproc     %10.3f  (%.3f - %.3f)\n", res->m.median, res->m.min, res->m.max);
     printf("          raw       %10.3f  (%.3f - %.3f)\n", res->r.median, res->r.min, res->r.max);

@@ -713,6 +713,13 @@ static int chaos_consume(mp_args_t *a)
     }
 }
 
+static bool all_alive(mp_process_t **p, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (mp_process_is_alive(p[i]) != 1) return false;
+    return true;
+}
+
 static uint64_t sum_returned(_Atomic uint64_t *returned)
 {
     uint64_t n = 0;
@@ -739,7 +746,8 @@ Test(queue, producers_and_consumers_killed_while_both_run, .timeout = 900)
     for (int k = 0; k < CHAOS_KILLS; k++) {
         uint64_t until = sum_returned(returned) + next_random(&seed) % 300;
         size_t qn = 0;
-        while (sum_returned(returned) < until && !mp_queue_qsize(q, &qn) && qn < 20000)
+        while (sum_returned(returned) < until && !mp_queue_qsize(q, &qn) && qn < 20000 &&
+               all_alive(role, 4))
             ;
         int r = (int)(next_random(&seed) % 4);
         ASSERT_OK(mp_process_kill(role[r]));

@@ -25,6 +25,7 @@ struct mp_conn {
     uint8_t *rbuf;
     size_t rpos, rlen;
     bool have_len; /* a header was read; its payload is still unread */
+    bool big;      /* the last message was big: no read-ahead of the next header */
     uint64_t msg_len;
     bool message;       /* the transport keeps message boundaries: no headers */
     size_t default_max; /* what mp_conn_set_max_message(c, 0) restores */
@@ -197,13 +198,15 @@ static int fill(mp_conn_t *c)
 }
 
 /* Reads exactly n bytes. MP_EOF only when the stream ended before the
- * first of them; an end inside them is a truncated frame. */
-static int read_exact(mp_conn_t *c, uint8_t *dst, size_t n)
+ * first of them; an end inside them is a truncated frame. Read-ahead into
+ * rbuf saves a read per small message; around big ones it would only copy
+ * their first bytes twice, so then reads go straight to dst. */
+static int read_exact(mp_conn_t *c, uint8_t *dst, size_t n, bool ahead)
 {
     size_t done = take_buffered(c, dst, n);
     while (done < n) {
         int rc;
-        if (n - done >= RBUF_CAP / 2) {
+        if (!ahead || n - done >= RBUF_CAP / 2) {
             size_t got = 0;
             rc = transport_read(c, dst + done, n - done, &got);
             done += got;
@@ -258,13 +261,13 @@ static int read_length_prefix(mp_conn_t *c, uint64_t *len)
         if (!rc) return mp__fail(MP_ETIMEDOUT, "no message arrived in time");
     }
     uint8_t b[8];
-    rc = read_exact(c, b, 4);
+    rc = read_exact(c, b, 4, !c->big);
     if (rc)
         return rc == MP_EOF ? mp__fail(MP_EOF, "the peer closed the connection") : bad_frame(c, rc);
     uint32_t v = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
     *len = v;
     if (v == 0xffffffffu) {
-        rc = read_exact(c, b, 8);
+        rc = read_exact(c, b, 8, !c->big);
         if (rc) return bad_frame(c, rc == MP_EOF ? mp__fail(MP_EPROTO, "truncated length") : rc);
         *len = 0;
         for (int i = 0; i < 8; i++)
@@ -311,7 +314,7 @@ int mp_conn_recv_bytes(mp_conn_t *c, void **buf, size_t *len)
             }
             p = np;
         }
-        rc = read_exact(c, p + got, cap - got);
+        rc = read_exact(c, p + got, cap - got, total < RBUF_CAP / 2);
         if (rc) {
             free(p);
             return bad_frame(c, rc == MP_EOF ? MP_EPROTO : rc);
@@ -320,6 +323,7 @@ int mp_conn_recv_bytes(mp_conn_t *c, void **buf, size_t *len)
     }
     if (!p) return bad_frame(c, MP_ENOMEM);
     c->have_len = false;
+    c->big = c->msg_len >= RBUF_CAP / 2;
     *buf = p;
     *len = total;
     return 0;
@@ -335,9 +339,10 @@ int mp_conn_recv_bytes_into(mp_conn_t *c, void *buf, size_t cap, size_t *len)
     if (c->msg_len > cap)
         return mp__fail(MP_EMSGSIZE, "message of %zu bytes does not fit a buffer of %zu", *len,
                         cap);
-    rc = read_exact(c, buf, *len);
+    rc = read_exact(c, buf, *len, *len < RBUF_CAP / 2);
     if (rc) return bad_frame(c, rc == MP_EOF ? MP_EPROTO : rc);
     c->have_len = false;
+    c->big = c->msg_len >= RBUF_CAP / 2;
     return 0;
 }
 

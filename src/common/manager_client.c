@@ -189,7 +189,7 @@ static void set_alive(mp__mclient_t *cl, mp__seg_t *alive)
     if (!atomic_compare_exchange_strong(&cl->alive, &none, alive)) mp__seg_close(alive);
 }
 
-static const mp__seg_spec_t alive_spec = {sizeof(mp__alive_t), 1, 0, MP__ALIVE_TAG, NULL};
+static const mp__seg_spec_t alive_spec = {sizeof(mp__alive_t), 1, 0, MP__ALIVE_TAG, NULL, false};
 
 int mp__mclient_alive(mp__mclient_t *cl)
 {

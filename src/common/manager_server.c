@@ -97,7 +97,7 @@ struct mp__msrv {
     int refs;          /* the server's run, and each session */
 };
 
-static const mp__seg_spec_t alive_spec = {sizeof(mp__alive_t), 1, 0, MP__ALIVE_TAG, NULL};
+static const mp__seg_spec_t alive_spec = {sizeof(mp__alive_t), 1, 0, MP__ALIVE_TAG, NULL, false};
 
 /* ---- objects ---- */
 

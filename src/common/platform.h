@@ -212,6 +212,7 @@ typedef struct {
     unsigned nwq;     /* wait queues, at most MP__SEG_MAX_WQ */
     uint32_t tag;     /* the caller's type tag, checked when rebuilt */
     const char *name; /* NULL: private; else a user name (MP_EEXIST if taken) */
+    bool ext;         /* private only: has extension space (Windows makes a file for it) */
 } mp__seg_spec_t;
 
 int mp__seg_create(const mp__seg_spec_t *spec, mp__seg_t **out);
@@ -235,7 +236,7 @@ void mp__seg_close(mp__seg_t *s);
  * by_name=true: for any process of this user while this one still holds
  * the segment (an export blob); no handles. */
 #define MP__SEG_REF_MAX 160u
-#define MP__SEG_OSH_MAX (1u + MP__SEG_MAX_MUTEX + MP__SEG_MAX_WQ)
+#define MP__SEG_OSH_MAX (2u + MP__SEG_MAX_MUTEX + MP__SEG_MAX_WQ)
 typedef struct {
     uint8_t bytes[MP__SEG_REF_MAX];
     size_t len;
@@ -262,12 +263,14 @@ int mp__seg_unlock(mp__seg_t *s, unsigned i);
  *
  * mp__seg_wait blocks while *word == expected: it returns 0 once it saw
  * *word != expected or was woken, and MP_ETIMEDOUT when timeout_ms passed
- * first. It may return 0 spuriously (a signal, a wake meant for an earlier
- * value, a waker that raced): callers re-check their condition in a loop
- * and pass the remaining timeout. Before sleeping it spins up to spin_ns
- * re-reading *word (never on a one-CPU machine); an idle sleeper uses no
- * CPU. word must lie in s's user area, and every waiter on q must wait on
- * the same word (a queue per condition, not per segment).
+ * first. With timeout_ms 0 it only spins and looks, never touching q (so
+ * then word may be any word of the user area). It may return 0
+ * spuriously (a signal, a wake meant for an earlier value, a waker that
+ * raced): callers re-check their condition in a loop and pass the
+ * remaining timeout. Before sleeping it spins up to spin_ns re-reading
+ * *word (never on a one-CPU machine); an idle sleeper uses no CPU. word
+ * must lie in s's user area, and every waiter on q must wait on the same
+ * word (a queue per condition, not per segment).
  *
  * mp__seg_wake wakes up to n sleepers of q (MP__WAKE_ALL: all). It must
  * follow the change to *word, made with a seq_cst atomic store or
@@ -291,8 +294,9 @@ int mp__seg_wake(mp__seg_t *s, unsigned q, const _Atomic uint32_t *word, uint32_
  * the last holder however it ends. Nothing is allocated until committed;
  * release gives the pages back (the range then reads as zeroes). Offsets
  * and lengths are multiples of mp__seg_ext_unit(). Commits of one segment
- * must not run concurrently (the caller serializes them). Named segments
- * have no extension space (MP_EINVAL). */
+ * must not run concurrently (the caller serializes them). Only segments
+ * created with spec.ext have extension space (else MP_EINVAL; POSIX gives
+ * every private one some), and expect.ext must match when rebuilt. */
 #define MP__SEG_EXT_MAX ((uint64_t)1 << 60)
 size_t mp__seg_ext_unit(void);
 /* Allocates [off, off+len): MP_ENOMEM when the system has no room. */

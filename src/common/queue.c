@@ -3,10 +3,11 @@
  *
  * Waiting: consumers sleep on put_seq, producers of a full bounded queue
  * on get_seq, joiners on done_seq, each after a short spin (a handoff
- * between running processes then costs no system call). A waker wakes
- * only when someone sleeps. Sleeps are cut into slices: after a slice
- * with no wake-up, the sleeper repairs what a process killed between
- * changing the state and waking may have left (heal). */
+ * between running processes then costs no system call); see
+ * register_sleeper for how wakers and sleepers meet. Sleeps are cut into
+ * slices: after a slice with no wake-up, the sleeper repairs what a
+ * process killed between changing the state and waking may have left
+ * (heal). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,8 @@
 #define RING_MAX ((size_t)1 << 30)
 #define ITEM_MAX ((uint64_t)1 << 48)
 
-static const mp__seg_spec_t expect_spec = {.nmutex = Q_NLOCK, .nwq = Q_NWQ, .tag = Q_TAG};
+static const mp__seg_spec_t expect_spec = {
+    .nmutex = Q_NLOCK, .nwq = Q_NWQ, .tag = Q_TAG, .ext = true};
 
 /* ---- handles ---- */
 
@@ -65,7 +67,11 @@ int mp_queue_create(mp_queue_t **out, const mp_queue_opts_t *o)
     mp__seg_t *seg;
     int rc = mp__seg_create(&spec, &seg);
     if (rc) return rc;
-    mp__q_format(mp__seg_ptr(seg), ring, o ? o->maxsize : 0, o && o->joinable);
+    rc = mp__q_format(mp__seg_ptr(seg), ring, o ? o->maxsize : 0, o && o->joinable);
+    if (rc) {
+        mp__seg_close(seg);
+        return rc;
+    }
     return wrap(seg, out);
 }
 
@@ -108,7 +114,6 @@ static int lock_side(mp_queue_t *h, unsigned side, long timeout_ms)
         mp__seg_wake(h->seg, Q_WQ_GET, &q->put_seq, MP__WAKE_ALL);
     } else {
         mp__q_repair_get(h);
-        atomic_fetch_add(&q->get_seq, 1);
         mp__seg_wake(h->seg, Q_WQ_PUT, &q->get_seq, MP__WAKE_ALL);
     }
     return 0;
@@ -129,50 +134,38 @@ static long lock_ms(long timeout_ms, uint64_t start)
     return timeout_ms == 0 ? MP_FOREVER : mp__timeout_left(timeout_ms, start);
 }
 
-static _Atomic uint32_t *sleepers_of(q_shm_t *q, unsigned wq)
-{
-    return wq == Q_WQ_GET ? &q->get_sleepers : wq == Q_WQ_PUT ? &q->put_sleepers : NULL;
-}
-
-/* One slice of sleep while *word == seen. 0: look again; MP_ETIMEDOUT:
- * the caller's time is up. */
-static int wait_slice(mp_queue_t *h, unsigned wq, const _Atomic uint32_t *word, uint32_t seen,
-                      long timeout_ms, uint64_t start, uint32_t *spin)
-{
-    long left = mp__timeout_left(timeout_ms, start);
-    if (left == 0) return MP_ETIMEDOUT;
-    long slice = left < 0 || left > SLICE_MS ? SLICE_MS : left;
-    /* Spinning first, uncounted: a waker looks no further while we spin. */
-    int rc = *spin ? mp__seg_wait(h->seg, wq, word, seen, 0, *spin) : MP_ETIMEDOUT;
-    *spin = 0;
-    if (rc != MP_ETIMEDOUT) return rc;
-    _Atomic uint32_t *sleepers = sleepers_of(h->q, wq);
-    if (sleepers) atomic_fetch_add(sleepers, 1);
-    rc = mp__seg_wait(h->seg, wq, word, seen, slice, 0);
-    if (sleepers) atomic_fetch_sub(sleepers, 1);
-    if (rc != MP_ETIMEDOUT) return rc;
-    heal(h);
-    return mp__timeout_left(timeout_ms, start) == 0 ? MP_ETIMEDOUT : 0;
-}
-
 static uint64_t now_if(long timeout_ms)
 {
     return timeout_ms > 0 ? mp__os_now_ns() : 0;
 }
 
-/* ---- put and get ---- */
+/* Waiting without losing a wake-up, and waking only who sleeps.
+ *
+ * Each side's last publication stores the low bits of its count in
+ * put_seq / get_seq, on the line it writes anyway; the other side waits
+ * for that word to change. A waiter reads the word, looks at the queue
+ * once more (under the lock), then spins on the word without telling
+ * anyone. Only to sleep does it register (get_sleepers / put_sleepers,
+ * then a full fence), read the word and look once more. The other side,
+ * after publishing, fences and reads the registrations: one of the two
+ * sees the other. It makes the system call only on the transition the
+ * sleepers wait for (empty to not empty, full to not full), and whoever
+ * still finds work after its own step wakes the next sleeper of its kind,
+ * so several sleepers all get their turn. A stream thus costs no system
+ * call and no write the other side must see beyond the items and counts
+ * themselves. */
+static void register_sleeper(_Atomic uint32_t *sleepers)
+{
+    atomic_fetch_add(sleepers, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+}
 
-/* Wakes sleepers only on the transitions they wait for (empty to not
- * empty, full to not full). Whoever still finds work left after its own
- * step wakes the next sleeper of its kind, so no wake-up is lost when
- * several sleep, and a stream costs no system call while the other side
- * keeps up. Counts are published, then read, in sequentially consistent
- * order on both sides: one of the two sees the other's change. */
 static void after_put(mp_queue_t *h, uint64_t nput)
 {
     q_shm_t *q = h->q;
-    bool consumers = atomic_load(&q->get_sleepers);
-    bool producers = q->maxsize && atomic_load(&q->put_sleepers);
+    atomic_thread_fence(memory_order_seq_cst);
+    bool consumers = atomic_load_explicit(&q->get_sleepers, memory_order_relaxed);
+    bool producers = q->maxsize && atomic_load_explicit(&q->put_sleepers, memory_order_relaxed);
     if (!consumers && !producers) return;
     uint64_t got = atomic_load(&q->nget_pub);
     if (consumers && got + 1 >= nput) mp__seg_wake(h->seg, Q_WQ_GET, &q->put_seq, 1);
@@ -182,12 +175,83 @@ static void after_put(mp_queue_t *h, uint64_t nput)
 static void after_get(mp_queue_t *h, uint64_t nget)
 {
     q_shm_t *q = h->q;
-    bool consumers = atomic_load(&q->get_sleepers);
-    bool producers = q->maxsize && atomic_load(&q->put_sleepers);
+    /* Only producers of a bounded queue may sleep until a get: for
+     * consumers, waking the next one is a courtesy (it looks again after
+     * registering anyway), which needs no fence. */
+    if (q->maxsize) atomic_thread_fence(memory_order_seq_cst);
+    bool consumers = atomic_load_explicit(&q->get_sleepers, memory_order_relaxed);
+    bool producers = q->maxsize && atomic_load_explicit(&q->put_sleepers, memory_order_relaxed);
     if (!consumers && !producers) return;
     uint64_t put = atomic_load(&q->nput_pub);
     if (consumers && put > nget) mp__seg_wake(h->seg, Q_WQ_GET, &q->put_seq, 1);
     if (producers && put - nget + 1 >= q->maxsize) mp__seg_wake(h->seg, Q_WQ_PUT, &q->get_seq, 1);
+}
+
+/* A put or get that found nothing to do: stage 0 reads the word to spin
+ * on (then the caller looks again), 1 spins and then registers (look
+ * again), 2 sleeps on the side's word in slices (look again after each).
+ * A consumer spins on the tag of the entry it waits for, a line its
+ * producer writes anyway. */
+typedef struct {
+    _Atomic uint32_t *word, *sleepers;
+    _Atomic uint32_t *(*spin_word)(mp_queue_t *h);
+    _Atomic uint32_t *spin_at;
+    unsigned wq, stage;
+    uint32_t seen;
+    uint64_t start;
+    long timeout_ms;
+} q_waiter_t;
+
+/* 0: look again; MP_ETIMEDOUT when the caller's time is up. */
+static int wait_step(mp_queue_t *h, q_waiter_t *w)
+{
+    if (w->stage == 0) {
+        w->spin_at = w->spin_word ? w->spin_word(h) : w->word;
+        w->seen = atomic_load_explicit(w->spin_at, memory_order_acquire);
+        w->stage = 1;
+        return 0;
+    }
+    long left = mp__timeout_left(w->timeout_ms, w->start);
+    if (left == 0) return MP_ETIMEDOUT;
+    int rc;
+    if (w->stage == 1) {
+        /* Only spins (timeout 0): any word of the segment will do. */
+        rc = mp__seg_wait(h->seg, w->wq, w->spin_at, w->seen, 0, SPIN_NS);
+        if (rc != MP_ETIMEDOUT) {
+            w->stage = 0; /* it changed: start over */
+            return rc;
+        }
+        register_sleeper(w->sleepers);
+        w->stage = 2;
+    } else {
+        long slice = left < 0 || left > SLICE_MS ? SLICE_MS : left;
+        rc = mp__seg_wait(h->seg, w->wq, w->word, w->seen, slice, 0);
+        if (rc && rc != MP_ETIMEDOUT) return rc;
+        /* Nothing cut the slice short: repair what a process killed
+         * between changing the queue and waking may have left. */
+        if (rc) heal(h);
+        if (rc && mp__timeout_left(w->timeout_ms, w->start) == 0) return MP_ETIMEDOUT;
+    }
+    w->seen = atomic_load_explicit(w->word, memory_order_acquire);
+    return 0;
+}
+
+static void wait_done(q_waiter_t *w)
+{
+    if (w->stage == 2) atomic_fetch_sub(w->sleepers, 1);
+}
+
+/* ---- put and get ---- */
+
+/* Under the put lock: whether a bounded queue has room, reading the
+ * consumers' count only when the one seen last says it is full. */
+static bool has_room(mp_queue_t *h)
+{
+    q_shm_t *q = h->q;
+    uint64_t put = atomic_load_explicit(&q->nput_pub, memory_order_relaxed);
+    if (put - h->nget_seen < q->maxsize) return true;
+    h->nget_seen = atomic_load_explicit(&q->nget_pub, memory_order_acquire);
+    return put - h->nget_seen < q->maxsize;
 }
 
 int mp_queue_put(mp_queue_t *h, const void *buf, size_t len, long timeout_ms)
@@ -199,27 +263,28 @@ int mp_queue_put(mp_queue_t *h, const void *buf, size_t len, long timeout_ms)
         return mp__fail(MP_EMSGSIZE, "a queue item is at most %llu bytes",
                         (unsigned long long)ITEM_MAX);
     q_shm_t *q = h->q;
-    uint64_t start = now_if(timeout_ms);
-    uint32_t spin = SPIN_NS;
+    q_waiter_t w = {.word = &q->get_seq,
+                    .sleepers = &q->put_sleepers,
+                    .wq = Q_WQ_PUT,
+                    .start = now_if(timeout_ms),
+                    .timeout_ms = timeout_ms};
     for (;;) {
-        /* An unbounded put reads nothing the consumers write. */
-        uint32_t seen = q->maxsize ? atomic_load(&q->get_seq) : 0;
-        rc = lock_side(h, Q_LOCK_PUT, lock_ms(timeout_ms, start));
-        if (rc == MP_ETIMEDOUT) break;
-        if (rc) return rc;
+        rc = lock_side(h, Q_LOCK_PUT, lock_ms(timeout_ms, w.start));
+        if (rc) break;
         uint64_t nput = 0;
-        bool room =
-            !q->maxsize || atomic_load(&q->nput_pub) - atomic_load(&q->nget_pub) < q->maxsize;
+        bool room = !q->maxsize || has_room(h);
         if (room) rc = mp__q_put_locked(h, buf, len, &nput);
         mp__seg_unlock(h->seg, Q_LOCK_PUT);
         if (room) {
+            wait_done(&w);
             if (!rc) after_put(h, nput);
             return rc;
         }
-        rc = wait_slice(h, Q_WQ_PUT, &q->get_seq, seen, timeout_ms, start, &spin);
-        if (rc == MP_ETIMEDOUT) break;
-        if (rc) return rc;
+        rc = wait_step(h, &w);
+        if (rc) break;
     }
+    wait_done(&w);
+    if (rc != MP_ETIMEDOUT) return rc;
     return mp__fail(MP_EFULL, "the queue is full (maxsize %llu)", (unsigned long long)q->maxsize);
 }
 
@@ -228,26 +293,31 @@ static int get_common(mp_queue_t *h, const q_sink_t *s, long timeout_ms)
     int rc = usable(h, true);
     if (rc) return rc;
     q_shm_t *q = h->q;
-    uint64_t start = now_if(timeout_ms);
-    uint32_t spin = SPIN_NS;
+    q_waiter_t w = {.word = &q->put_seq,
+                    .sleepers = &q->get_sleepers,
+                    .spin_word = mp__q_spin_word,
+                    .wq = Q_WQ_GET,
+                    .start = now_if(timeout_ms),
+                    .timeout_ms = timeout_ms};
     for (;;) {
-        uint32_t seen = atomic_load(&q->put_seq);
-        if (atomic_load(&q->nput_pub) != atomic_load(&q->nget_pub)) {
-            rc = lock_side(h, Q_LOCK_GET, lock_ms(timeout_ms, start));
-            if (rc == MP_ETIMEDOUT) break;
-            if (rc) return rc;
+        /* After reading the word, always look: the guess may predate it. */
+        if (w.stage || mp__q_maybe_ready(h)) {
+            rc = lock_side(h, Q_LOCK_GET, lock_ms(timeout_ms, w.start));
+            if (rc) break;
             uint64_t nget = 0;
             rc = mp__q_take_locked(h, s, &nget);
             mp__seg_unlock(h->seg, Q_LOCK_GET);
             if (rc != MP_EEMPTY) {
+                wait_done(&w);
                 if (!rc) after_get(h, nget);
                 return rc;
             }
         }
-        rc = wait_slice(h, Q_WQ_GET, &q->put_seq, seen, timeout_ms, start, &spin);
-        if (rc == MP_ETIMEDOUT) break;
-        if (rc) return rc;
+        rc = wait_step(h, &w);
+        if (rc) break;
     }
+    wait_done(&w);
+    if (rc != MP_ETIMEDOUT) return rc;
     return mp__fail(MP_EEMPTY, "the queue is empty");
 }
 
@@ -321,15 +391,19 @@ int mp_queue_join(mp_queue_t *h, long timeout_ms)
     if (rc) return rc;
     q_shm_t *q = h->q;
     uint64_t start = now_if(timeout_ms);
-    uint32_t spin = SPIN_NS;
     heal(h);
-    for (;;) {
+    for (uint32_t spin = SPIN_NS;; spin = 0) {
         uint32_t seen = atomic_load(&q->done_seq);
         if (atomic_load(&q->ndone) >= atomic_load(&q->nput_pub)) return 0;
-        rc = wait_slice(h, Q_WQ_JOIN, &q->done_seq, seen, timeout_ms, start, &spin);
-        if (rc == MP_ETIMEDOUT)
+        long left = mp__timeout_left(timeout_ms, start);
+        if (left == 0)
             return mp__fail(MP_ETIMEDOUT, "unfinished tasks remain after %ld ms", timeout_ms);
-        if (rc) return rc;
+        long slice = left < 0 || left > SLICE_MS ? SLICE_MS : left;
+        rc = mp__seg_wait(h->seg, Q_WQ_JOIN, &q->done_seq, seen, slice, spin);
+        if (rc == MP_ETIMEDOUT)
+            heal(h);
+        else if (rc)
+            return rc;
     }
 }
 
@@ -387,10 +461,11 @@ static int q_sleep(mp_handle_t *hh, long timeout_ms)
     int rc = usable(h, false);
     if (rc) return rc;
     q_shm_t *q = h->q;
+    register_sleeper(&q->get_sleepers);
     uint32_t seen = atomic_load(&q->put_seq);
-    if (atomic_load(&q->nput_pub) != atomic_load(&q->nget_pub)) return 0;
-    atomic_fetch_add(&q->get_sleepers, 1);
-    rc = mp__seg_wait(h->seg, Q_WQ_GET, &q->put_seq, seen, timeout_ms, SPIN_NS);
+    rc = atomic_load(&q->nput_pub) != atomic_load(&q->nget_pub)
+             ? 0
+             : mp__seg_wait(h->seg, Q_WQ_GET, &q->put_seq, seen, timeout_ms, SPIN_NS);
     atomic_fetch_sub(&q->get_sleepers, 1);
     /* A put wakes one sleeper: pass it on in case a consumer sleeps too. */
     if (!rc && atomic_load(&q->put_seq) != seen) mp__seg_wake(h->seg, Q_WQ_GET, &q->put_seq, 1);

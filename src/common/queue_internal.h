@@ -10,11 +10,12 @@
  * names the next one; a sealed buffer sends the reader back to the ring).
  *
  * Crash safety: each side's state exists twice and one store of *cur
- * switches between the copies (qcommit), so a process killed inside put or
- * get leaves either the old or the new state, never a mix. Everything a
- * state implies for others (the published counters, a buffer's end) is
- * written after the switch, from the state, and the next holder of the
- * lock re-derives it when the lock reports its owner died. */
+ * switches between the copies (pcommit, ccommit), so a process killed
+ * inside put or get leaves either the old or the new state, never a mix.
+ * An entry is written whole before the switch that makes it part of the
+ * queue; what the state implies for others (the entry's tag, published
+ * counters, a buffer's end) is written after it, and the next holder of
+ * the lock writes it again when the lock reports its owner died. */
 #ifndef MP_QUEUE_INTERNAL_H
 #define MP_QUEUE_INTERNAL_H
 
@@ -41,10 +42,13 @@ typedef struct {
 /* Producer state. hot changes on every put; cold on the slow paths. */
 typedef struct {
     uint64_t tail;     /* ring position after the last entry */
+    uint64_t last;     /* ring position of the last entry (Q_NONE: none yet) */
     uint64_t nput;     /* items put, ever */
     uint64_t buf_pos;  /* in the chain buffer being filled */
     uint64_t seal_cap; /* nonzero: the buffer just left still to be sealed */
 } q_phot_t;
+
+#define Q_NONE UINT64_MAX
 
 typedef struct {
     uint64_t ext_next;                     /* extension space handed out so far */
@@ -85,17 +89,18 @@ typedef struct {
     uint32_t magic, version; /* constant after create */
     uint64_t ring_cap;       /* a power of two */
     uint64_t maxsize;        /* 0: unbounded */
+    uint64_t key;            /* random: mixed into the tags of ring entries */
     uint32_t joinable;
     /* Published by producers. head_hint: a head seen once (never ahead). */
-    alignas(64) _Atomic uint64_t tail_pub;
-    _Atomic uint64_t nput_pub, ext_pub, head_hint;
-    _Atomic uint32_t put_seq; /* consumers sleep on it */
-    /* Published by consumers. */
+    alignas(64) _Atomic uint64_t nput_pub;
+    _Atomic uint64_t ext_pub, head_hint;
+    _Atomic uint32_t put_seq; /* nput's low bits, stored last: sleeping consumers wait on it */
+    /* Published by consumers. chain_pub: they read a chain buffer now. */
     alignas(64) _Atomic uint64_t head_pub;
     _Atomic uint64_t nget_pub, nleft_pub;
-    _Atomic uint32_t get_seq; /* producers of a full bounded queue sleep on it */
-    /* Sleepers of each side (consumers and mp_wait; producers): a hint that
-     * spares a waker reading the other side's counters when none sleep. */
+    _Atomic uint32_t get_seq; /* nget's low bits: producers of a full queue wait on it */
+    _Atomic uint32_t chain_pub;
+    /* Registered sleepers of each side (consumers and mp_wait; producers). */
     alignas(64) _Atomic uint32_t get_sleepers;
     _Atomic uint32_t put_sleepers;
     alignas(64) _Atomic uint64_t ndone;
@@ -117,6 +122,7 @@ typedef struct {
 typedef struct {
     q_win_t w[Q_MAPS];
     uint64_t tick;
+    unsigned last; /* the window used last */
 } q_cache_t;
 
 struct mp_queue {
@@ -126,6 +132,7 @@ struct mp_queue {
     mp_pid_t closed_by; /* close is per process: a forked child starts open */
     q_cache_t pc;       /* used under the put lock only */
     q_cache_t cc;       /* used under the get lock only */
+    uint64_t nget_seen; /* consumers' count as last read here, under the put lock */
 };
 
 /* Where a taken item goes: the caller's buffer, or one allocated. */
@@ -142,7 +149,7 @@ static inline uint8_t *q_ring(q_shm_t *q)
 }
 
 /* queue_ring.c */
-void mp__q_format(q_shm_t *q, uint64_t ring_cap, uint64_t maxsize, bool joinable);
+int mp__q_format(q_shm_t *q, uint64_t ring_cap, uint64_t maxsize, bool joinable);
 int mp__q_validate(const q_shm_t *q, size_t seg_size);
 /* Under the put lock: appends an item (room in a bounded queue was
  * checked by the caller) and publishes it. */
@@ -155,5 +162,10 @@ void mp__q_repair_put(mp_queue_t *h);
 void mp__q_repair_get(mp_queue_t *h);
 /* Unmaps every window of a cache. */
 void mp__q_cache_clear(q_cache_t *c);
+/* Without a lock, for a consumer about to wait: whether the entry at the
+ * head may be there, and the word to spin on until it comes (the tag of
+ * the entry at the head; put_seq while consumers read a chain buffer). */
+bool mp__q_maybe_ready(mp_queue_t *h);
+_Atomic uint32_t *mp__q_spin_word(mp_queue_t *h);
 
 #endif

@@ -1,15 +1,18 @@
 /* The queue's data structure in shared memory (queue_internal.h).
  *
- * Entries are 8-byte aligned: a header {len, type} and then the item
+ * Entries are 16-byte aligned: a header {tag, len, type}, then the item
  * (DATA) or a reference {off, size, cap} into extension space (BIG: an
- * item of its own; LINK: the next chain buffer). In the ring, consumers
- * read up to tail_pub; in a chain buffer, up to the end word at its start,
- * whose top bit seals it (the reader goes back to the ring).
+ * item of its own; LINK: the next chain buffer). A ring entry is there
+ * when its tag is the mix of its position and the queue's key: consumers
+ * read the entry's own line to learn that, and no counter the producers
+ * would have to write on every put. A chain buffer starts with an end
+ * word, whose top bit seals it (the reader goes back to the ring).
  *
  * Producers always leave room for one LINK in the ring, so a full ring can
- * still point to a chain. Entries are written before the commit that makes
- * them part of the state, and visible to consumers only after it. Memory
- * of extension space is allocated in the same commit that publishes the
+ * still point to a chain. An entry is written whole, then the state switch
+ * makes it part of the queue, then its tag (or the buffer's end) makes it
+ * visible; a repair re-tags the last ring entry of the state. Memory of
+ * extension space is allocated in the same switch that publishes the
  * entry naming it, so a producer killed half-way loses nothing: the next
  * one hands out the same space again. */
 #include <stdlib.h>
@@ -20,14 +23,17 @@
 enum { E_DATA = 1, E_BIG = 2, E_LINK = 3 };
 #define E_KIND 0xffu
 #define E_UNTRACKED 0x100u /* the consumer gives the range back when done */
-#define E_HDR 8u
-#define E_REF 32u   /* header + q_ref_t: a BIG or LINK entry */
+#define E_HDR 16u
+#define E_REF 48u   /* header + q_ref_t, padded: a BIG or LINK entry */
 #define BUF_HDR 64u /* a chain buffer's end word, then entries */
 #define SEALED ((uint64_t)1 << 63)
 #define KEEP_RINGS 8u /* extension space kept for reuse, in rings */
 #define AGAIN 1       /* internal: the reader moved; look again */
 
+/* tag_lo is stored last: a reader that sees it sees the rest. */
 typedef struct {
+    _Atomic uint32_t tag_lo;
+    uint32_t tag_hi;
     uint32_t len, type;
 } q_ent_t;
 
@@ -35,11 +41,11 @@ typedef struct {
     uint64_t off, size, cap;
 } q_ref_t;
 
-_Static_assert(sizeof(q_ent_t) == E_HDR && E_HDR + sizeof(q_ref_t) == E_REF, "entry layout");
+_Static_assert(sizeof(q_ent_t) == E_HDR && E_HDR + sizeof(q_ref_t) <= E_REF, "entry layout");
 
-static uint64_t align8(uint64_t v)
+static uint64_t align16(uint64_t v)
 {
-    return (v + 7) & ~(uint64_t)7;
+    return (v + 15) & ~(uint64_t)15;
 }
 
 static uint64_t round_up(uint64_t v, uint64_t unit)
@@ -87,6 +93,45 @@ static void ring_read(q_shm_t *q, uint64_t pos, void *dst, size_t n)
     memcpy((uint8_t *)dst + first, q_ring(q), n - first);
 }
 
+/* Headers never wrap: positions and the ring are multiples of 16. */
+static q_ent_t *ring_entry(q_shm_t *q, uint64_t pos)
+{
+    return (q_ent_t *)(void *)(q_ring(q) + (pos & (q->ring_cap - 1)));
+}
+
+/* The tag of the entry at pos (never 0, the value of fresh memory). Any
+ * other position, including this slot's in other laps, has another. */
+static uint64_t tag_of(const q_shm_t *q, uint64_t pos)
+{
+    uint64_t z = pos + q->key;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return (z ^ (z >> 31)) | 1;
+}
+
+static bool tag_ok(q_shm_t *q, uint64_t pos)
+{
+    q_ent_t *e = ring_entry(q, pos);
+    uint64_t t = tag_of(q, pos);
+    return atomic_load_explicit(&e->tag_lo, memory_order_acquire) == (uint32_t)t &&
+           e->tag_hi == (uint32_t)(t >> 32);
+}
+
+/* Writes the header of the entry at pos, all but what publishes it. */
+static void ring_header(q_shm_t *q, uint64_t pos, uint32_t len, uint32_t type)
+{
+    q_ent_t *e = ring_entry(q, pos);
+    e->tag_hi = (uint32_t)(tag_of(q, pos) >> 32);
+    e->len = len;
+    e->type = type;
+}
+
+static void ring_publish(q_shm_t *q, uint64_t pos)
+{
+    atomic_store_explicit(&ring_entry(q, pos)->tag_lo, (uint32_t)tag_of(q, pos),
+                          memory_order_release);
+}
+
 /* Free bytes after tail, looking at the consumers' head only when the
  * last one seen leaves less than need. */
 static uint64_t ring_free(q_shm_t *q, uint64_t tail, uint64_t need)
@@ -121,11 +166,17 @@ static void cache_drop(q_cache_t *c, uint64_t off)
  * window makes room. NULL with *rc on failure. */
 static uint8_t *cache_map(mp_queue_t *h, q_cache_t *c, uint64_t off, uint64_t len, int *rc)
 {
+    q_win_t *last = &c->w[c->last];
+    if (last->p && last->off == off && last->len >= len) {
+        last->used = ++c->tick; /* callers hold several windows at once */
+        return last->p;
+    }
     q_win_t *victim = NULL;
     for (unsigned i = 0; i < Q_MAPS; i++) {
         q_win_t *w = &c->w[i];
         if (w->p && w->off == off && w->len >= len) {
             w->used = ++c->tick;
+            c->last = i;
             return w->p;
         }
         if (!victim || (victim->p && (!w->p || w->used < victim->used))) victim = w;
@@ -141,6 +192,7 @@ static uint8_t *cache_map(mp_queue_t *h, q_cache_t *c, uint64_t off, uint64_t le
     *rc = mp__seg_ext_map(h->seg, off, (size_t)len, &p);
     if (*rc) return NULL;
     *victim = (q_win_t){.off = off, .len = (size_t)len, .p = p, .used = ++c->tick};
+    c->last = (unsigned)(victim - c->w);
     return p;
 }
 
@@ -218,7 +270,8 @@ static int reseal(mp_queue_t *h, const q_pstate_t *n)
 }
 
 /* What state n implies for consumers, in the order they rely on: the
- * count before anything it counts becomes visible. */
+ * count before anything it counts becomes visible. again: after a repair,
+ * when the seal may concern a buffer consumers gave back already. */
 static int ppublish(mp_queue_t *h, const q_pstate_t *n, bool again)
 {
     q_shm_t *q = h->q;
@@ -230,8 +283,8 @@ static int ppublish(mp_queue_t *h, const q_pstate_t *n, bool again)
         rc = reseal(h, n);
     else if (!rc && n->hot.seal_cap)
         rc = store_end(h, n->cold.seal_off, n->hot.seal_cap, SEALED | n->cold.seal_end);
-    atomic_store_explicit(&q->tail_pub, n->hot.tail, memory_order_release);
-    atomic_fetch_add(&q->put_seq, 1);
+    if (n->hot.last != Q_NONE && !tag_ok(q, n->hot.last)) ring_publish(q, n->hot.last);
+    atomic_store_explicit(&q->put_seq, (uint32_t)n->hot.nput, memory_order_release);
     return rc;
 }
 
@@ -318,23 +371,33 @@ static int new_buffer(mp_queue_t *h, q_pstate_t *n, q_drops_t *drops, q_ref_t *r
     return 0;
 }
 
-static void put_ref(uint8_t *at, uint32_t type, const q_ref_t *r)
+/* Where an entry goes: the ring or a chain buffer. */
+typedef struct {
+    uint8_t *at;  /* in a chain buffer, or NULL: the ring */
+    uint64_t pos; /* the ring position */
+} q_dst_t;
+
+static void put_entry(q_shm_t *q, const q_dst_t *d, uint32_t type, const void *p, uint32_t len)
 {
-    q_ent_t e = {(uint32_t)sizeof *r, type};
-    memcpy(at, &e, sizeof e);
-    memcpy(at + E_HDR, r, sizeof *r);
+    if (d->at) {
+        q_ent_t *e = (q_ent_t *)(void *)d->at;
+        e->len = len;
+        e->type = type;
+        if (len) memcpy(d->at + E_HDR, p, len);
+    } else {
+        ring_header(q, d->pos, len, type);
+        ring_write(q, d->pos + E_HDR, p, len);
+    }
 }
 
-/* Where an entry of es bytes goes: the ring at *ring_pos (*at NULL) or a
- * chain buffer at *at. Updates n (tail, chain, seal) to match. */
-static int place(mp_queue_t *h, q_pstate_t *n, uint64_t es, q_drops_t *drops, uint8_t **at,
-                 uint64_t *ring_pos)
+/* Chooses where an entry of es bytes goes and updates n (tail, last,
+ * chain, seal) to match; a LINK it needs is written here. */
+static int place(mp_queue_t *h, q_pstate_t *n, uint64_t es, q_drops_t *drops, q_dst_t *d)
 {
     q_shm_t *q = h->q;
     uint64_t free = ring_free(q, n->hot.tail, q->ring_cap);
     int rc = 0;
-    *at = NULL;
-    *ring_pos = n->hot.tail;
+    *d = (q_dst_t){.at = NULL, .pos = n->hot.tail};
     uint8_t *b = NULL;
     if (n->cold.buf_cap) {
         b = cache_map(h, &h->pc, n->cold.buf_off, n->cold.buf_cap, &rc);
@@ -347,15 +410,17 @@ static int place(mp_queue_t *h, q_pstate_t *n, uint64_t es, q_drops_t *drops, ui
             n->cold.seal_end = n->hot.buf_pos;
             n->cold.buf_cap = 0;
             n->hot.buf_pos = 0;
+            n->hot.last = n->hot.tail;
             n->hot.tail += es;
             return 0;
         }
         if (n->hot.buf_pos + es + E_REF <= n->cold.buf_cap) {
-            *at = b + n->hot.buf_pos;
+            d->at = b + n->hot.buf_pos;
             n->hot.buf_pos += es;
             return 0;
         }
     } else if (free >= es + E_REF) {
+        n->hot.last = n->hot.tail;
         n->hot.tail += es;
         return 0;
     }
@@ -365,35 +430,22 @@ static int place(mp_queue_t *h, q_pstate_t *n, uint64_t es, q_drops_t *drops, ui
     uint8_t *nb = NULL;
     rc = new_buffer(h, n, drops, &ref, &flags, &nb);
     if (rc) return rc;
+    q_dst_t link = {.at = b ? b + n->hot.buf_pos : NULL, .pos = n->hot.tail};
+    put_entry(q, &link, flags, &ref, sizeof ref);
     if (b) {
-        put_ref(b + n->hot.buf_pos, flags, &ref);
         n->cold.seal_num = n->cold.nbuf - 1; /* new_buffer counted the new one */
         n->cold.seal_off = n->cold.buf_off;
         n->hot.seal_cap = n->cold.buf_cap;
         n->cold.seal_end = n->hot.buf_pos + E_REF;
     } else {
-        uint8_t e[E_REF];
-        put_ref(e, flags, &ref);
-        ring_write(q, n->hot.tail, e, sizeof e);
+        n->hot.last = n->hot.tail;
         n->hot.tail += E_REF;
     }
     n->cold.buf_off = ref.off;
     n->cold.buf_cap = ref.cap;
     n->hot.buf_pos = BUF_HDR + es;
-    *at = nb + BUF_HDR;
+    d->at = nb + BUF_HDR;
     return 0;
-}
-
-static void write_entry(q_shm_t *q, uint8_t *at, uint64_t ring_pos, const q_ent_t *e, const void *p,
-                        size_t n)
-{
-    if (at) {
-        memcpy(at, e, sizeof *e);
-        if (n) memcpy(at + E_HDR, p, n);
-    } else {
-        ring_write(q, ring_pos, e, sizeof *e);
-        ring_write(q, ring_pos + E_HDR, p, n);
-    }
 }
 
 /* An item larger than a quarter of the ring: into a range of its own. */
@@ -427,19 +479,19 @@ static int put_slow(mp_queue_t *h, const void *buf, size_t len, bool big, uint64
     q_shm_t *q = h->q;
     q_pstate_t n = *pcur(q);
     n.hot.seal_cap = 0;
-    q_drops_t drops = {.n = 0};
+    q_drops_t drops;
+    drops.n = 0;
     q_ref_t ref;
-    q_ent_t e = {(uint32_t)len, E_DATA};
+    uint32_t type = E_DATA;
     int rc = 0;
-    if (big) {
-        rc = fill_big(h, &n, buf, len, &drops, &ref, &e.type);
-        e.len = sizeof ref;
-    }
-    uint8_t *at;
-    uint64_t ring_pos;
-    if (!rc) rc = place(h, &n, es, &drops, &at, &ring_pos);
+    if (big) rc = fill_big(h, &n, buf, len, &drops, &ref, &type);
+    q_dst_t d;
+    if (!rc) rc = place(h, &n, es, &drops, &d);
     if (rc) return rc;
-    write_entry(q, at, ring_pos, &e, big ? (const void *)&ref : buf, big ? sizeof ref : len);
+    if (big)
+        put_entry(q, &d, type, &ref, sizeof ref);
+    else
+        put_entry(q, &d, E_DATA, buf, (uint32_t)len);
     n.hot.nput++;
     pcommit(q, &n, true);
     ppublish(h, &n, false);
@@ -458,20 +510,40 @@ int mp__q_put_locked(mp_queue_t *h, const void *buf, size_t len, uint64_t *nput)
     int rc = reseal(h, cur);
     if (rc) return rc;
     bool big = len > q->ring_cap / 4 - E_HDR;
-    uint64_t es = big ? E_REF : E_HDR + align8(len);
+    uint64_t es = big ? E_REF : E_HDR + align16(len);
     *nput = cur->hot.nput + 1;
-    if (big || cur->cold.buf_cap || ring_free(q, cur->hot.tail, es + E_REF) < es + E_REF)
-        return put_slow(h, buf, len, big, es);
-    /* The common case: into the ring. */
-    q_ent_t e = {(uint32_t)len, E_DATA};
-    ring_write(q, cur->hot.tail, &e, sizeof e);
-    ring_write(q, cur->hot.tail + E_HDR, buf, len);
     q_pstate_t n;
-    n.hot = (q_phot_t){cur->hot.tail + es, cur->hot.nput + 1, cur->hot.buf_pos, 0};
+    n.hot = cur->hot;
+    n.hot.nput++;
+    n.hot.seal_cap = 0;
+    uint8_t *b = NULL;
+    if (big) return put_slow(h, buf, len, big, es);
+    if (!cur->cold.buf_cap) {
+        /* The common case: into the ring. */
+        if (ring_free(q, cur->hot.tail, es + E_REF) < es + E_REF)
+            return put_slow(h, buf, len, big, es);
+        q_dst_t d = {.at = NULL, .pos = cur->hot.tail};
+        put_entry(q, &d, E_DATA, buf, (uint32_t)len);
+        n.hot.last = cur->hot.tail;
+        n.hot.tail += es;
+    } else {
+        /* Appending to the chain buffer being filled; going back to the
+         * ring is decided where a buffer is full (put_slow). */
+        if (cur->hot.buf_pos + es + E_REF > cur->cold.buf_cap)
+            return put_slow(h, buf, len, big, es);
+        b = cache_map(h, &h->pc, cur->cold.buf_off, cur->cold.buf_cap, &rc);
+        if (!b) return rc;
+        q_dst_t d = {.at = b + cur->hot.buf_pos, .pos = 0};
+        put_entry(q, &d, E_DATA, buf, (uint32_t)len);
+        n.hot.buf_pos += es;
+    }
     pcommit(q, &n, false);
     atomic_store_explicit(&q->nput_pub, n.hot.nput, memory_order_release);
-    atomic_store_explicit(&q->tail_pub, n.hot.tail, memory_order_release);
-    atomic_fetch_add(&q->put_seq, 1);
+    if (b)
+        atomic_store_explicit(end_word(b), n.hot.buf_pos, memory_order_release);
+    else
+        ring_publish(q, n.hot.last);
+    atomic_store_explicit(&q->put_seq, (uint32_t)n.hot.nput, memory_order_release);
     return 0;
 }
 
@@ -482,8 +554,9 @@ static void cpublish(mp_queue_t *h, const q_cstate_t *n)
     q_shm_t *q = h->q;
     atomic_store_explicit(&q->head_pub, n->hot.head, memory_order_release);
     atomic_store_explicit(&q->nleft_pub, n->cold.nleft, memory_order_release);
+    atomic_store_explicit(&q->chain_pub, n->cold.buf_cap != 0, memory_order_release);
     atomic_store_explicit(&q->nget_pub, n->hot.nget, memory_order_release);
-    if (q->maxsize) atomic_fetch_add(&q->get_seq, 1);
+    atomic_store_explicit(&q->get_seq, (uint32_t)n->hot.nget, memory_order_release);
 }
 
 /* Gives back what state n says is to be given back (again after a
@@ -510,6 +583,20 @@ void mp__q_repair_get(mp_queue_t *h)
     q->cst[(c + 1) & 1] = st;
     cpublish(h, &st);
     cgive_back(h, &st);
+}
+
+bool mp__q_maybe_ready(mp_queue_t *h)
+{
+    q_shm_t *q = h->q;
+    if (atomic_load_explicit(&q->chain_pub, memory_order_acquire)) return true;
+    return tag_ok(q, atomic_load_explicit(&q->head_pub, memory_order_acquire));
+}
+
+_Atomic uint32_t *mp__q_spin_word(mp_queue_t *h)
+{
+    q_shm_t *q = h->q;
+    if (atomic_load_explicit(&q->chain_pub, memory_order_acquire)) return &q->put_seq;
+    return &ring_entry(q, atomic_load_explicit(&q->head_pub, memory_order_acquire))->tag_lo;
 }
 
 /* Room for an item of size bytes in the sink. */
@@ -562,13 +649,12 @@ static int take_big(mp_queue_t *h, q_cstate_t *n, const q_ref_t *r, bool untrack
             n->hot.rel_len = r->cap;
             n->cold.rel_off = r->off;
         }
-        if (untracked) mp__seg_ext_unmap(src, (size_t)r->cap);
-        cfinish(h, n, true);
-        sink_done(s, dst);
-        return 0;
     }
     if (untracked) mp__seg_ext_unmap(src, (size_t)r->cap);
-    return rc;
+    if (rc) return rc;
+    cfinish(h, n, true);
+    sink_done(s, dst);
+    return 0;
 }
 
 static int enter_buffer(mp_queue_t *h, q_cstate_t *n, const q_ref_t *r, bool untracked)
@@ -591,55 +677,50 @@ static void leave_buffer(q_cstate_t *n)
     n->cold.buf_cap = 0;
 }
 
-/* A BIG or LINK entry whose header is e and reference r, avail bytes
- * published from its start; n is the state after it. */
-static int take_ref(mp_queue_t *h, q_cstate_t *n, const q_ent_t *e, const q_ref_t *r,
-                    bool in_buffer, const q_sink_t *s)
+static bool ref_entry(uint32_t type, uint32_t len)
 {
-    uint32_t kind = e->type & E_KIND;
-    bool untracked = e->type & E_UNTRACKED;
-    if (kind == E_BIG) return take_big(h, n, r, untracked, s);
-    if (in_buffer) leave_buffer(n);
-    return enter_buffer(h, n, r, untracked);
+    uint32_t kind = type & E_KIND;
+    return (kind == E_BIG || kind == E_LINK) && len == sizeof(q_ref_t) &&
+           !(type & ~(E_KIND | E_UNTRACKED));
 }
 
-static bool ref_entry(const q_ent_t *e, uint64_t avail)
+/* A BIG or LINK entry; n is the state after it. */
+static int take_ref(mp_queue_t *h, q_cstate_t *n, uint32_t type, const q_ref_t *r, bool in_buffer,
+                    const q_sink_t *s)
 {
-    uint32_t kind = e->type & E_KIND;
-    return (kind == E_BIG || kind == E_LINK) && e->len == sizeof(q_ref_t) && avail >= E_REF &&
-           !(e->type & ~(E_KIND | E_UNTRACKED));
+    bool untracked = type & E_UNTRACKED;
+    if ((type & E_KIND) == E_BIG) return take_big(h, n, r, untracked, s);
+    if (in_buffer) leave_buffer(n);
+    return enter_buffer(h, n, r, untracked);
 }
 
 static int take_ring(mp_queue_t *h, const q_cstate_t *cur, const q_sink_t *s)
 {
     q_shm_t *q = h->q;
     uint64_t head = cur->hot.head;
-    uint64_t avail = atomic_load_explicit(&q->tail_pub, memory_order_acquire) - head;
-    if (!avail) return MP_EEMPTY;
-    if (avail > q->ring_cap || avail < E_HDR) return corrupt("ring positions");
-    q_ent_t e;
-    ring_read(q, head, &e, sizeof e);
-    if (e.type == E_DATA) {
-        uint64_t es = E_HDR + align8(e.len);
-        if (es > avail) return corrupt("an entry longer than the ring's content");
+    if (!tag_ok(q, head)) return MP_EEMPTY;
+    const q_ent_t *e = ring_entry(q, head);
+    uint32_t len = e->len, type = e->type;
+    q_cstate_t n = *cur;
+    n.hot.rel_len = 0;
+    if (type == E_DATA) {
+        if (len > q->ring_cap / 4) return corrupt("an entry longer than the ring allows");
         void *dst;
-        int rc = sink_prepare(s, e.len, &dst);
+        int rc = sink_prepare(s, len, &dst);
         if (rc) return rc;
-        ring_read(q, head + E_HDR, dst, e.len);
-        q_cstate_t n = *cur;
-        n.hot = (q_chot_t){head + es, cur->hot.nget + 1, cur->hot.buf_pos, 0};
+        ring_read(q, head + E_HDR, dst, len);
+        n.hot.head += E_HDR + align16(len);
+        n.hot.nget++;
         ccommit(q, &n, false);
         cpublish(h, &n);
         sink_done(s, dst);
         return 0;
     }
-    if (!ref_entry(&e, avail)) return corrupt("an entry of unknown kind");
+    if (!ref_entry(type, len)) return corrupt("an entry of unknown kind");
     q_ref_t r;
     ring_read(q, head + E_HDR, &r, sizeof r);
-    q_cstate_t n = *cur;
     n.hot.head += E_REF;
-    n.hot.rel_len = 0;
-    return take_ref(h, &n, &e, &r, false, s);
+    return take_ref(h, &n, type, &r, false, s);
 }
 
 static int take_buffer(mp_queue_t *h, const q_cstate_t *cur, const q_sink_t *s)
@@ -651,39 +732,37 @@ static int take_buffer(mp_queue_t *h, const q_cstate_t *cur, const q_sink_t *s)
     uint64_t end = atomic_load_explicit(end_word(b), memory_order_acquire);
     uint64_t e_end = end & ~SEALED;
     if (e_end > cap || pos > e_end || pos < BUF_HDR) return corrupt("chain buffer positions");
-    q_cstate_t n;
+    q_cstate_t n = *cur;
+    n.hot.rel_len = 0;
     if (pos == e_end) {
         if (!(end & SEALED)) return MP_EEMPTY;
-        n = *cur;
         leave_buffer(&n);
         cfinish(h, &n, true);
         return AGAIN;
     }
     uint64_t avail = e_end - pos;
-    q_ent_t e;
     if (avail < E_HDR) return corrupt("a chain buffer entry");
-    memcpy(&e, b + pos, sizeof e);
-    if (e.type == E_DATA) {
-        uint64_t es = E_HDR + align8(e.len);
+    const q_ent_t *e = (const q_ent_t *)(const void *)(b + pos);
+    uint32_t len = e->len, type = e->type;
+    if (type == E_DATA) {
+        uint64_t es = E_HDR + align16(len);
         if (es > avail) return corrupt("an entry longer than its chain buffer");
         void *dst;
-        rc = sink_prepare(s, e.len, &dst);
+        rc = sink_prepare(s, len, &dst);
         if (rc) return rc;
-        if (e.len) memcpy(dst, b + pos + E_HDR, e.len);
-        n = *cur;
-        n.hot = (q_chot_t){cur->hot.head, cur->hot.nget + 1, pos + es, 0};
+        if (len) memcpy(dst, b + pos + E_HDR, len);
+        n.hot.buf_pos += es;
+        n.hot.nget++;
         ccommit(h->q, &n, false);
         cpublish(h, &n);
         sink_done(s, dst);
         return 0;
     }
-    if (!ref_entry(&e, avail)) return corrupt("an entry of unknown kind");
+    if (!ref_entry(type, len) || avail < E_REF) return corrupt("an entry of unknown kind");
     q_ref_t r;
     memcpy(&r, b + pos + E_HDR, sizeof r);
-    n = *cur;
     n.hot.buf_pos += E_REF;
-    n.hot.rel_len = 0;
-    return take_ref(h, &n, &e, &r, true, s);
+    return take_ref(h, &n, type, &r, true, s);
 }
 
 int mp__q_take_locked(mp_queue_t *h, const q_sink_t *s, uint64_t *nget)
@@ -698,13 +777,17 @@ int mp__q_take_locked(mp_queue_t *h, const q_sink_t *s, uint64_t *nget)
 
 /* ---- layout ---- */
 
-void mp__q_format(q_shm_t *q, uint64_t ring_cap, uint64_t maxsize, bool joinable)
+int mp__q_format(q_shm_t *q, uint64_t ring_cap, uint64_t maxsize, bool joinable)
 {
+    int rc = mp__os_random(&q->key, sizeof q->key);
+    if (rc) return rc;
     q->version = Q_VERSION;
     q->ring_cap = ring_cap;
     q->maxsize = maxsize;
     q->joinable = joinable;
+    q->pst[0].hot.last = q->pst[1].hot.last = Q_NONE;
     q->magic = Q_MAGIC;
+    return 0;
 }
 
 int mp__q_validate(const q_shm_t *q, size_t seg_size)

@@ -83,13 +83,18 @@ struct mp_value {
     mp_rlock_t *lock;
 };
 
-static const mp__seg_spec_t lock_spec = {sizeof(lock_state_t), 1, 0, TAG('L', 'O', 'C', 'K'), 0};
-static const mp__seg_spec_t rlock_spec = {sizeof(lock_state_t), 1, 0, TAG('R', 'L', 'C', 'K'), 0};
-static const mp__seg_spec_t sem_spec = {sizeof(sem_state_t), 0, 1, TAG('S', 'E', 'M', 'A'), 0};
-static const mp__seg_spec_t event_spec = {sizeof(event_state_t), 0, 1, TAG('E', 'V', 'N', 'T'), 0};
-static const mp__seg_spec_t cond_spec = {sizeof(cond_state_t), 0, 1, TAG('C', 'O', 'N', 'D'), 0};
-static const mp__seg_spec_t barrier_spec = {sizeof(barrier_state_t), 1, 1, TAG('B', 'A', 'R', 'R'),
-                                            0};
+static const mp__seg_spec_t lock_spec = {
+    .size = sizeof(lock_state_t), .nmutex = 1, .nwq = 0, .tag = TAG('L', 'O', 'C', 'K')};
+static const mp__seg_spec_t rlock_spec = {
+    .size = sizeof(lock_state_t), .nmutex = 1, .nwq = 0, .tag = TAG('R', 'L', 'C', 'K')};
+static const mp__seg_spec_t sem_spec = {
+    .size = sizeof(sem_state_t), .nmutex = 0, .nwq = 1, .tag = TAG('S', 'E', 'M', 'A')};
+static const mp__seg_spec_t event_spec = {
+    .size = sizeof(event_state_t), .nmutex = 0, .nwq = 1, .tag = TAG('E', 'V', 'N', 'T')};
+static const mp__seg_spec_t cond_spec = {
+    .size = sizeof(cond_state_t), .nmutex = 0, .nwq = 1, .tag = TAG('C', 'O', 'N', 'D')};
+static const mp__seg_spec_t barrier_spec = {
+    .size = sizeof(barrier_state_t), .nmutex = 1, .nwq = 1, .tag = TAG('B', 'A', 'R', 'R')};
 #define VALUE_TAG TAG('V', 'A', 'L', 'U')
 
 /* ---- the common part ---- */

@@ -14,11 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "win32.h"
 
+#include <winioctl.h>
+
 #define SEG_MAGIC 0x4753504du /* "MPSG" */
-#define SEG_VERSION 1u
+#define SEG_VERSION 2u
 #define SEG_SLOT 64
 #define SEG_PAGE 4096u
 #define SEG_LIVE 0
@@ -42,6 +45,8 @@ typedef struct {
     uint8_t key[16];
     _Atomic uint32_t state;
     uint32_t named;
+    uint32_t ext;                   /* extension space: the file below */
+    wchar_t ext_path[MAX_PATH + 1]; /* NUL-terminated */
 } seg_hdr_t;
 
 /* A wait queue's shared part: how many may be asleep on it. */
@@ -62,6 +67,7 @@ struct mp__seg {
     void *user;
     HANDLE mutex[MP__SEG_MAX_MUTEX];
     HANDLE sem[MP__SEG_MAX_WQ];
+    HANDLE ext; /* the extension file */
 };
 
 enum { REF_HANDLES = 1, REF_NAME };
@@ -121,6 +127,7 @@ static void seg_destroy(mp__seg_t *s)
         if (s->sem[q]) CloseHandle(s->sem[q]);
     if (s->base) UnmapViewOfFile(s->base);
     if (s->map) CloseHandle(s->map);
+    if (s->ext) CloseHandle(s->ext);
     free(s);
 }
 
@@ -159,13 +166,14 @@ static int check_header(const seg_hdr_t *h, size_t maplen, const mp__seg_spec_t 
 {
     if (!header_ready(h) || h->version != SEG_VERSION)
         return mp__fail(MP_EPROTO, "not an mproc segment (or of another version)");
-    if (h->nmutex > MP__SEG_MAX_MUTEX || h->nwq > MP__SEG_MAX_WQ || h->named > 1 ||
+    if (h->nmutex > MP__SEG_MAX_MUTEX || h->nwq > MP__SEG_MAX_WQ || h->named > 1 || h->ext > 1 ||
+        (h->ext && (h->named || !wmemchr(h->ext_path, 0, MAX_PATH + 1))) ||
         h->hdr_size != hdr_size_for(h->nwq, h->named) || h->size > maplen ||
         maplen - h->size < h->hdr_size)
         return mp__fail(MP_EPROTO, "segment header is inconsistent");
     if (h->tag != expect->tag)
         return mp__fail(MP_ETYPE, "the segment holds another kind of object");
-    if (h->nmutex != expect->nmutex || h->nwq != expect->nwq ||
+    if (h->nmutex != expect->nmutex || h->nwq != expect->nwq || h->ext != expect->ext ||
         (expect->size && h->size != expect->size))
         return mp__fail(MP_EPROTO, "the segment has another shape than its type");
     return 0;
@@ -240,6 +248,35 @@ static int create_mapping(mp__seg_t *s, size_t total)
     return 0;
 }
 
+/* Extension space is a file in the temporary directory that the system
+ * deletes when the last handle to it closes, however its holders end:
+ * unlike a section, it keeps what a writer put there after the writer
+ * ended even when no other process had mapped that part yet. Sparse, so
+ * that released ranges give their disk space back. */
+static int create_ext(mp__seg_t *s)
+{
+    SECURITY_ATTRIBUTES sa;
+    int rc = mp__w32_user_only_sa(&sa);
+    if (rc) return rc;
+    wchar_t dir[MAX_PATH + 1];
+    DWORD n = GetTempPathW(MAX_PATH + 1, dir);
+    if (!n || n > MAX_PATH) return mp__fail_os("GetTempPathW");
+    wchar_t *path = s->hdr->ext_path;
+    if (swprintf(path, MAX_PATH + 1, L"%ls%ls.ext", dir, s->os_name) < 0)
+        return mp__fail(MP_ESYS, "the temporary directory's path is too long");
+    s->ext = CreateFileW(path, GENERIC_READ | GENERIC_WRITE,
+                         FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, &sa, CREATE_NEW,
+                         FILE_ATTRIBUTE_TEMPORARY | FILE_FLAG_DELETE_ON_CLOSE, NULL);
+    if (s->ext == INVALID_HANDLE_VALUE) {
+        s->ext = NULL;
+        return mp__fail_os("CreateFileW(extension)");
+    }
+    DWORD got;
+    DeviceIoControl(s->ext, FSCTL_SET_SPARSE, NULL, 0, NULL, 0, &got, NULL);
+    s->hdr->ext = 1;
+    return 0;
+}
+
 /* For a user name: which generations exist, and is one of them live?
  * *free_gen is the lowest generation with no object, or -1. */
 static int scan_generations(const char *name, int *live_gen, int *free_gen)
@@ -310,8 +347,8 @@ static int check_spec(const mp__seg_spec_t *spec)
     if (spec->name && !name_ok(spec->name))
         return mp__fail(MP_EINVAL, "a shared memory name is 1 to %u of A-Z a-z 0-9 _ -",
                         MP__SEG_NAME_MAX);
-    if (spec->name && (spec->nmutex || spec->nwq))
-        return mp__fail(MP_EINVAL, "named segments hold no mutexes or wait queues");
+    if (spec->name && (spec->nmutex || spec->nwq || spec->ext))
+        return mp__fail(MP_EINVAL, "named segments hold no mutexes, wait queues or extension");
     return 0;
 }
 
@@ -341,6 +378,7 @@ int mp__seg_create(const mp__seg_spec_t *spec, mp__seg_t **out)
         seg_layout(s);
     }
     if (!rc) rc = create_objects(s, spec);
+    if (!rc && spec->ext) rc = create_ext(s);
     if (rc) {
         ReleaseSRWLockExclusive(&reg_lock);
         seg_destroy(s);
@@ -368,6 +406,21 @@ static int open_objects(mp__seg_t *s)
         object_name(s, 'q', q, n, sizeof n / sizeof *n);
         s->sem[q] = OpenSemaphoreW(SYNCHRONIZE | SEMAPHORE_MODIFY_STATE, FALSE, n);
         if (!s->sem[q]) return mp__fail(MP_ENOTFOUND, "a wait queue of the segment is gone");
+    }
+    if (s->hdr->ext) {
+        /* The path comes from shared memory: only ever our own file. */
+        wchar_t tail[OS_NAME_MAX + 8];
+        swprintf(tail, sizeof tail / sizeof *tail, L"\\%ls.ext", s->os_name);
+        size_t n = wcslen(s->hdr->ext_path), t = wcslen(tail);
+        if (n < t || wcscmp(s->hdr->ext_path + n - t, tail))
+            return mp__fail(MP_EPROTO, "the segment names a foreign extension file");
+        s->ext = CreateFileW(s->hdr->ext_path, GENERIC_READ | GENERIC_WRITE,
+                             FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                             OPEN_EXISTING, FILE_ATTRIBUTE_TEMPORARY, NULL);
+        if (s->ext == INVALID_HANDLE_VALUE) {
+            s->ext = NULL;
+            return mp__fail(MP_ENOTFOUND, "the segment's extension file is gone");
+        }
     }
     return 0;
 }
@@ -459,6 +512,7 @@ int mp__seg_ref(mp__seg_t *s, bool by_name, mp__seg_ref_t *ref)
             ref->osh[ref->nosh++] = (mp__osh_t)s->mutex[i];
         for (unsigned q = 0; q < s->hdr->nwq; q++)
             ref->osh[ref->nosh++] = (mp__osh_t)s->sem[q];
+        if (s->ext) ref->osh[ref->nosh++] = (mp__osh_t)s->ext;
     }
     return 0;
 }
@@ -493,7 +547,7 @@ static bool parse_os_name(const uint8_t *p, size_t n, wchar_t *out)
 /* Takes the passed handles as s's objects, checking their kinds. */
 static int adopt_handles(mp__seg_t *s, mp__seg_ref_t *ref, const mp__seg_spec_t *expect)
 {
-    size_t need = 1 + expect->nmutex + expect->nwq;
+    size_t need = 1 + expect->nmutex + expect->nwq + (expect->ext ? 1 : 0);
     if (ref->nosh != need) return mp__fail(MP_EPROTO, "malformed segment reference");
     for (size_t i = 0; i < need; i++)
         if (ref->osh[i] == MP__OSH_INVALID || !ref->osh[i])
@@ -508,6 +562,10 @@ static int adopt_handles(mp__seg_t *s, mp__seg_ref_t *ref, const mp__seg_spec_t 
     for (unsigned q = 0; !rc && q < expect->nwq; q++) {
         s->sem[q] = (HANDLE)ref->osh[1 + expect->nmutex + q];
         ref->osh[1 + expect->nmutex + q] = MP__OSH_INVALID;
+    }
+    if (!rc && expect->ext) {
+        s->ext = (HANDLE)ref->osh[need - 1];
+        ref->osh[need - 1] = MP__OSH_INVALID;
     }
     return rc;
 }
@@ -653,6 +711,8 @@ int mp__seg_wait(mp__seg_t *s, unsigned q, const _Atomic uint32_t *word, uint32_
 {
     if (q >= s->hdr->nwq) return mp__fail(MP_EINVAL, "no wait queue %u in the segment", q);
     if (spin_for_change(word, expected, spin_ns)) return 0;
+    /* Timeout 0 only looks: taking a token here would steal a sleeper's. */
+    if (timeout_ms == 0) return mp__fail(MP_ETIMEDOUT, "the word did not change");
     seg_wq_t *wq = s->wq[q];
     /* Registered before looking again, and a waker changes the word before
      * it counts us: either we see its change or it sees us. */
@@ -680,47 +740,73 @@ int mp__seg_wake(mp__seg_t *s, unsigned q, const _Atomic uint32_t *word, uint32_
     return 0;
 }
 
-/* ---- extension space ----
- * Not on Windows yet: a pagefile-backed section cannot decommit pages,
- * and one reserved at 2^60 bytes would cost its page tables up front.
- * Callers see MP_ENOSYS with this detail. */
-
-static int ext_missing(void)
-{
-    return mp__fail(MP_ENOSYS, "segment extension space: not implemented on Windows yet");
-}
+/* ---- extension space: the file from create_ext ---- */
 
 size_t mp__seg_ext_unit(void)
 {
     return 65536; /* the allocation granularity: views start on it */
 }
 
+static int ext_check(mp__seg_t *s, uint64_t off, uint64_t len)
+{
+    uint64_t unit = mp__seg_ext_unit();
+    if (!s->ext) return mp__fail(MP_EINVAL, "the segment has no extension space");
+    if (!len || off % unit || len % unit || off > MP__SEG_EXT_MAX || len > MP__SEG_EXT_MAX - off)
+        return mp__fail(MP_EINVAL, "extension range out of bounds");
+    return 0;
+}
+
 int mp__seg_ext_commit(mp__seg_t *s, uint64_t off, uint64_t len)
 {
-    (void)s;
-    (void)off;
-    (void)len;
-    return ext_missing();
+    int rc = ext_check(s, off, len);
+    if (rc) return rc;
+    LARGE_INTEGER size;
+    if (!GetFileSizeEx(s->ext, &size)) return mp__fail_os("GetFileSizeEx(extension)");
+    if ((uint64_t)size.QuadPart >= off + len) return 0;
+    /* Grows only: a file that shrank would take items from under readers. */
+    FILE_END_OF_FILE_INFO eof = {.EndOfFile.QuadPart = (LONGLONG)(off + len)};
+    if (SetFileInformationByHandle(s->ext, FileEndOfFileInfo, &eof, sizeof eof)) return 0;
+    DWORD err = GetLastError();
+    if (err == ERROR_DISK_FULL || err == ERROR_NOT_ENOUGH_MEMORY || err == ERROR_OUTOFMEMORY)
+        return mp__fail(MP_ENOMEM, "no room for %llu bytes of queue space",
+                        (unsigned long long)len);
+    return mp__w32_fail("SetFileInformationByHandle(extension)", err);
 }
 
 int mp__seg_ext_map(mp__seg_t *s, uint64_t off, size_t len, void **p)
 {
-    (void)s;
-    (void)off;
-    (void)len;
     *p = NULL;
-    return ext_missing();
+    int rc = ext_check(s, off, len);
+    if (rc) return rc;
+    /* A section of the file as it is now (committed space only); the view
+     * keeps the section alive after its handle closes. */
+    HANDLE m = CreateFileMappingW(s->ext, NULL, PAGE_READWRITE, 0, 0, NULL);
+    if (!m) return mp__fail_os("CreateFileMappingW(extension)");
+    void *v = MapViewOfFile(m, FILE_MAP_READ | FILE_MAP_WRITE, (DWORD)(off >> 32), (DWORD)off, len);
+    DWORD err = GetLastError();
+    CloseHandle(m);
+    if (!v) {
+        if (err == ERROR_NOT_ENOUGH_MEMORY || err == ERROR_OUTOFMEMORY)
+            return mp__fail(MP_ENOMEM, "no address space for %zu bytes of queue space", len);
+        return mp__w32_fail("MapViewOfFile(extension)", err);
+    }
+    *p = v;
+    return 0;
 }
 
 void mp__seg_ext_unmap(void *p, size_t len)
 {
-    (void)p;
     (void)len;
+    if (p) UnmapViewOfFile(p);
 }
 
 void mp__seg_ext_release(mp__seg_t *s, uint64_t off, uint64_t len)
 {
-    (void)s;
-    (void)off;
-    (void)len;
+    if (ext_check(s, off, len)) return;
+    /* Deallocates a sparse file's range; where the file system cannot, the
+     * space comes back when the queue goes. */
+    FILE_ZERO_DATA_INFORMATION z = {.FileOffset.QuadPart = (LONGLONG)off,
+                                    .BeyondFinalZero.QuadPart = (LONGLONG)(off + len)};
+    DWORD got;
+    DeviceIoControl(s->ext, FSCTL_SET_ZERO_DATA, &z, sizeof z, NULL, 0, &got, NULL);
 }
