@@ -57,6 +57,13 @@ int w7_fork_mproc(long count, double *value);
 int w7_fork_raw(long count, double *value);
 int w7_spawn_mproc(long count, double *value);
 int w7_spawn_raw(long count, double *value);
+/* w_manager.c */
+int w8_mproc(long count, double *value);
+int w8_raw(long count, double *value);
+int w9_mproc(long count, double *value);
+int w9_raw(long count, double *value);
+int w10_mproc(long count, double *value);
+int w10_one(long count, double *value);
 
 /* The sending child of W2 over either kind of channel (w_pipe.c): waits
  * for a go message (how many messages of what size), sends them, until the
