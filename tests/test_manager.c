@@ -1537,3 +1537,54 @@ Test(manager, queues_reach_pool_workers, .timeout = TEST_TIMEOUT)
     mp_queue_free(qt);
     mp_manager_free(m);
 }
+
+typedef struct {
+    mp_queue_t *q;
+    mp_semaphore_t *waiting;
+    int rc;
+} blocked_get_t;
+
+static void get_forever(void *arg)
+{
+    blocked_get_t *b = arg;
+    void *item;
+    size_t n;
+    b->rc = mp_semaphore_release(b->waiting);
+    if (!b->rc) b->rc = mp_queue_get(b->q, &item, &n, MP_FOREVER);
+    if (!b->rc) mp_free(item);
+}
+
+/* A server killed under a waiting get, a lock and a queue: MP_EOF, no hang. */
+Test(manager, killed_server_ends_waits, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    blocked_get_t b = {0};
+    mp_lock_t *l;
+    mp_semaphore_t *waiting;
+    ASSERT_OK(mp_manager_queue(m, NULL, 0, &b.q));
+    ASSERT_OK(mp_manager_lock(m, NULL, &l));
+    ASSERT_OK(mp_semaphore_create(&waiting, 0, 0));
+    b.waiting = waiting;
+    mp__thread_t *t;
+    ASSERT_OK(mp__thread_start(&t, get_forever, &b));
+    ASSERT_OK(mp_semaphore_acquire(waiting, JOIN_MS));
+    struct {
+        mp_handle_t h;
+        mp__mclient_t *cl;
+        mp_process_t *proc;
+    } *mm = (void *)m;
+    ASSERT_OK(mp_process_kill(mm->proc));
+    ASSERT_OK(mp_process_join(mm->proc, JOIN_MS));
+    mp__thread_join(t);
+    /* The get may not have reached the server before it died: either way
+     * it ends with the server's death. */
+    ASSERT_RC(b.rc, MP_EOF);
+    ASSERT_RC(mp_lock_acquire(l, MP_FOREVER), MP_EOF);
+    ASSERT_RC(mp_queue_put(b.q, "x", 1, MP_FOREVER), MP_EOF);
+    mp_queue_t *q2;
+    ASSERT_RC(mp_manager_queue(m, NULL, 0, &q2), MP_EOF);
+    mp_semaphore_free(waiting);
+    mp_lock_free(l);
+    mp_queue_free(b.q);
+    mp_manager_free(m);
+}
