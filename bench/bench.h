@@ -67,6 +67,13 @@ int w3_idle_mproc(long count, double *value);
 int w3_idle_raw(long count, double *value);
 int w4_mproc(long count, double *value);
 int w4_raw(long count, double *value);
+/* w_manager.c */
+int w8_mproc(long count, double *value);
+int w8_raw(long count, double *value);
+int w8_tcp_mproc(long count, double *value);
+int w8_tcp_raw(long count, double *value);
+int w8_4x_mproc(long count, double *value);
+int w8_4x_one(long count, double *value);
 
 /* The sending child of W2 over either kind of channel (w_pipe.c): waits
  * for a go message (how many messages of what size), sends them, until the

@@ -48,6 +48,12 @@ static const bench_workload_t workloads[] = {
      w7_fork_raw, "fork + _exit(0) + waitpid"},
     {"w7-spawn", "process start + join, spawn", "ms/process", false, 2.0, 300, 40, w7_spawn_mproc,
      w7_spawn_raw, "posix_spawn / CreateProcess of this executable, which exits at once"},
+    {"w8", "manager dict set+get from a child, 64 B values", "ops/s", true, 0, 200000, 20000,
+     w8_mproc, w8_raw, "one request/response round trip per operation (w1's echo)"},
+    {"w8-tcp", "manager dict set/get over TCP loopback, 64 B values", "us/op", false, 1.5, 20000, 2000,
+     w8_tcp_mproc, w8_tcp_raw, "an 80 B request and its echo over TCP loopback, same framing"},
+    {"w8-4x", "manager dict, 4 client processes, aggregate", "ops/s", true, 1.0, 1000000, 20000,
+     w8_4x_mproc, w8_4x_one, "the same with one client process (mproc, not the OS)"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

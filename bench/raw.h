@@ -25,6 +25,9 @@ const char *raw_os_name(void);
 
 /* Starts a child running role over a new stream; *s is this side. */
 int raw_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c);
+/* The same over a TCP loopback connection (Nagle off on both ends).
+ * BENCH_SKIP where the bench has no raw TCP (Windows). */
+int raw_tcp_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c);
 /* Waits for the child to end and frees it; *code is its exit status. */
 int raw_child_join(raw_child_t *c, int *code);
 void raw_stream_close(raw_stream_t *s);

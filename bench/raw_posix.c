@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -94,6 +96,59 @@ int raw_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
         return bench_fail("fork: %s", strerror(errno));
     }
     me->fd = sv[0];
+    ch->pid = pid;
+    *s = me;
+    *c = ch;
+    return 0;
+}
+
+static int tcp_fail(const char *what, int fd1, int fd2)
+{
+    int e = errno;
+    if (fd1 >= 0) close(fd1);
+    if (fd2 >= 0) close(fd2);
+    return bench_fail("%s: %s", what, strerror(e));
+}
+
+static void no_delay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int raw_tcp_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0) return tcp_fail("socket", -1, -1);
+    if (bind(l, (struct sockaddr *)&sa, sizeof sa) || listen(l, 1) ||
+        getsockname(l, (struct sockaddr *)&sa, &sl))
+        return tcp_fail("bind/listen", l, -1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(l);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) _exit(3);
+        no_delay(fd);
+        raw_stream_t mine = {fd};
+        _exit(raw_role_run(role, &mine));
+    }
+    if (pid < 0) return tcp_fail("fork", l, -1);
+    int fd = accept(l, NULL, NULL);
+    close(l);
+    raw_stream_t *me = malloc(sizeof *me);
+    raw_child_t *ch = malloc(sizeof *ch);
+    if (fd < 0 || !me || !ch) {
+        free(me);
+        free(ch);
+        int code;
+        kill(pid, SIGKILL);
+        wait_pid(pid, &code);
+        return tcp_fail("accept", fd, -1);
+    }
+    no_delay(fd);
+    me->fd = fd;
     ch->pid = pid;
     *s = me;
     *c = ch;

@@ -75,6 +75,14 @@ static int wait_proc(HANDLE proc, int *code)
     return rc;
 }
 
+int raw_tcp_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
+{
+    (void)role;
+    (void)s;
+    (void)c;
+    return BENCH_SKIP;
+}
+
 int raw_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
 {
     static LONG counter;

@@ -86,4 +86,11 @@ write("manager", "sync", mreq(OPEN, (3, 0, 0), (b"l",)) + mreq(0x30, (1, 7, 0))
       + mreq(0x30, (1, 8, 0)) + mreq(0x31, (1, 7)) + mreq(OPEN, (5, 1, 2), (b"",))
       + mreq(0x38, (2, 0)) + mreq(0x39, (2,)) + mreq(0x3A, (2,)) + mreq(OPEN, (6, 0, 0), (b"",))
       + mreq(0x40, (3,)) + mreq(0x43, (3, 0)) + mreq(0x42, (3,)) + mreq(SHUTDOWN))
+# Calls as the manager's mp_queue_t / mp_rlock_t / mp_event_t make them:
+# re-entry, clear, and a queue that is not joinable (task_done, join: MP_ETYPE).
+write("manager", "proxies", mreq(OPEN, (4, 0, 0), (b"r",)) + mreq(0x30, (1, 9, -1))
+      + mreq(0x30, (1, 9, 0)) + mreq(0x31, (1, 9)) + mreq(0x31, (1, 9)) + mreq(0x31, (1, 9))
+      + mreq(OPEN, (6, 0, 0), (b"e",)) + mreq(0x40, (2,)) + mreq(0x41, (2,)) + mreq(0x43, (2, 5))
+      + mreq(OPEN, (7, 0, 0), (b"",)) + mreq(0x4B, (3,)) + mreq(0x4C, (3, 0))
+      + mreq(0x48, (3, -1), (b"",)) + mreq(0x49, (3, -1, 0)) + mreq(0x4A, (3,)))
 write("manager", "garbage", struct.pack("<H", 6) + b"\x11\x01\x01\xff\xff\xff")

@@ -1168,3 +1168,423 @@ Test(manager, serve_returns_despite_a_stalled_client, .timeout = TEST_TIMEOUT)
     mp_conn_free(ctl_mine);
     mp_conn_free(ctl_theirs);
 }
+
+/* ---- locks, events, semaphores and queues as the ordinary types ---- */
+
+Test(manager, sync_objects_are_the_ordinary_types, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_lock_t *l, *l2;
+    mp_rlock_t *r;
+    mp_event_t *e;
+    mp_semaphore_t *s;
+    ASSERT_OK(mp_manager_lock(m, "L", &l));
+    ASSERT_OK(mp_manager_lock(m, "L", &l2)); /* the same lock */
+    ASSERT_OK(mp_manager_rlock(m, NULL, &r));
+    ASSERT_OK(mp_manager_event(m, NULL, &e));
+    ASSERT_OK(mp_manager_semaphore(m, "S", 1, &s));
+    ASSERT_RC(mp_manager_lock(m, NULL, NULL), MP_EINVAL);
+    mp_event_t *wrong;
+    ASSERT_RC(mp_manager_event(m, "L", &wrong), MP_ETYPE);
+
+    ASSERT_RC(mp_lock_release(l), MP_EPERM);
+    ASSERT_OK(mp_lock_acquire(l, 0));
+    ASSERT_RC(mp_lock_acquire(l2, 0), MP_EPERM); /* this thread holds it */
+    ASSERT_OK(mp_lock_release(l2));
+    ASSERT_OK(mp_rlock_acquire(r, 0));
+    ASSERT_OK(mp_rlock_acquire(r, MP_FOREVER));
+    ASSERT_OK(mp_rlock_release(r));
+    ASSERT_OK(mp_rlock_release(r));
+    ASSERT_RC(mp_rlock_release(r), MP_EPERM);
+
+    cr_assert_eq(mp_event_is_set(e), 0);
+    ASSERT_RC(mp_event_wait(e, 10), MP_ETIMEDOUT);
+    ASSERT_OK(mp_event_set(e));
+    cr_assert_eq(mp_event_is_set(e), 1);
+    ASSERT_OK(mp_event_wait(e, MP_FOREVER));
+    ASSERT_OK(mp_event_clear(e));
+    cr_assert_eq(mp_event_is_set(e), 0);
+
+    unsigned v;
+    ASSERT_OK(mp_semaphore_acquire(s, 0));
+    ASSERT_RC(mp_semaphore_acquire(s, 10), MP_ETIMEDOUT);
+    ASSERT_OK(mp_semaphore_release(s));
+    ASSERT_OK(mp_semaphore_release(s));
+    ASSERT_OK(mp_semaphore_value(s, &v));
+    cr_assert_eq(v, 2);
+    ASSERT_RC(mp_semaphore_value(s, NULL), MP_EINVAL);
+
+    /* Type checks hold as for any lock; a condition needs its own kind. */
+    ASSERT_RC(mp_event_set((mp_event_t *)l), MP_ETYPE);
+    ASSERT_RC(mp_rlock_acquire((mp_rlock_t *)l, 0), MP_ETYPE);
+    mp_condition_t *c;
+    ASSERT_RC(mp_condition_create(&c, l), MP_ETYPE);
+    mp_handle_t *hs[1] = {MP_HANDLE(e)};
+    size_t ready[1], nready;
+    ASSERT_RC(mp_wait(hs, 1, 0, ready, &nready), MP_ETYPE);
+
+    /* A stopped manager: every call fails at once. */
+    ASSERT_OK(mp_manager_shutdown(m));
+    ASSERT_RC(mp_lock_acquire(l, MP_FOREVER), MP_ECLOSED);
+    ASSERT_RC(mp_event_wait(e, MP_FOREVER), MP_ECLOSED);
+    ASSERT_RC(mp_semaphore_acquire(s, MP_FOREVER), MP_ECLOSED);
+    mp_lock_free(l);
+    mp_lock_free(l2);
+    mp_rlock_free(r);
+    mp_event_free(e);
+    mp_semaphore_free(s);
+    mp_manager_free(m);
+}
+
+Test(manager, queue_is_the_ordinary_type, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_queue_t *q, *same, *unbounded;
+    ASSERT_OK(mp_manager_queue(m, "Q", 2, &q));
+    ASSERT_OK(mp_manager_queue(m, "Q", 0, &same)); /* keeps maxsize 2 */
+    ASSERT_OK(mp_manager_queue(m, NULL, 0, &unbounded));
+    cr_assert_eq(mp_queue_empty(q), 1);
+    cr_assert_eq(mp_queue_full(q), 0);
+    ASSERT_OK(mp_queue_put(q, "abc", 3, 0));
+    ASSERT_OK(mp_queue_put(same, "", 0, 0));
+    cr_assert_eq(mp_queue_full(q), 1);
+    ASSERT_RC(mp_queue_put(q, "x", 1, 0), MP_EFULL);
+    ASSERT_RC(mp_queue_put(q, "x", 1, 10), MP_EFULL);
+    size_t n;
+    ASSERT_OK(mp_queue_qsize(same, &n));
+    cr_assert_eq(n, 2);
+    char buf[8];
+    ASSERT_RC(mp_queue_get_into(q, buf, 2, &n, 0), MP_EMSGSIZE);
+    cr_assert_eq(n, 3); /* the item stays */
+    ASSERT_OK(mp_queue_get_into(q, buf, sizeof buf, &n, 0));
+    cr_assert(n == 3 && !memcmp(buf, "abc", 3));
+    void *item;
+    ASSERT_OK(mp_queue_get(q, &item, &n, MP_FOREVER));
+    cr_assert_eq(n, 0);
+    mp_free(item);
+    ASSERT_RC(mp_queue_get(q, &item, &n, 0), MP_EEMPTY);
+    ASSERT_RC(mp_queue_get(q, &item, &n, 10), MP_EEMPTY);
+    ASSERT_RC(mp_queue_get(q, NULL, &n, 0), MP_EINVAL);
+
+    /* Joinable, as Python's Manager().Queue(). */
+    ASSERT_RC(mp_queue_join(q, 0), MP_ETIMEDOUT);
+    ASSERT_OK(mp_queue_task_done(q));
+    ASSERT_OK(mp_queue_task_done(same));
+    ASSERT_RC(mp_queue_task_done(q), MP_EINVAL);
+    ASSERT_OK(mp_queue_join(q, MP_FOREVER));
+
+    for (int i = 0; i < 100; i++)
+        ASSERT_OK(mp_queue_put(unbounded, &i, sizeof i, 0));
+    cr_assert_eq(mp_queue_full(unbounded), 0);
+    for (int i = 0; i < 100; i++) {
+        int got;
+        ASSERT_OK(mp_queue_get_into(unbounded, &got, sizeof got, &n, 0));
+        cr_assert(n == sizeof got && got == i);
+    }
+
+    ASSERT_OK(mp_queue_close(q));
+    ASSERT_RC(mp_queue_put(q, "x", 1, 0), MP_ECLOSED);
+    ASSERT_RC(mp_queue_get(q, &item, &n, 0), MP_ECLOSED);
+    ASSERT_OK(mp_queue_put(same, "y", 1, 0)); /* close is per handle */
+
+    ASSERT_OK(mp_manager_shutdown(m));
+    ASSERT_RC(mp_queue_get(unbounded, &item, &n, MP_FOREVER), MP_ECLOSED);
+    ASSERT_RC(mp_queue_qsize(same, &n), MP_ECLOSED);
+    mp_queue_free(q);
+    mp_queue_free(same);
+    mp_queue_free(unbounded);
+    mp_manager_free(m);
+}
+
+/* Uses what it is given: a lock, an event, a semaphore and a queue, either
+ * as handles (args) or as export blobs (bytes). */
+enum { X_LOCK, X_EVENT, X_SEM, X_QUEUE, X_COUNT };
+
+static int use_objects(mp_handle_t **h)
+{
+    mp_lock_t *l = (mp_lock_t *)h[X_LOCK];
+    mp_event_t *e = (mp_event_t *)h[X_EVENT];
+    mp_semaphore_t *s = (mp_semaphore_t *)h[X_SEM];
+    mp_queue_t *q = (mp_queue_t *)h[X_QUEUE];
+    if (mp_lock_acquire(l, JOIN_MS) || mp_lock_release(l)) return 20;
+    if (mp_event_wait(e, JOIN_MS)) return 21;
+    void *item;
+    size_t n;
+    if (mp_queue_get(q, &item, &n, JOIN_MS)) return 23;
+    if (mp_semaphore_release(s)) return 22; /* the parent's item is taken */
+    int rc = mp_queue_task_done(q) || mp_queue_put(q, item, n, 0) ? 24 : 0;
+    mp_free(item);
+    return rc;
+}
+
+static int objects_in_args(mp_args_t *a)
+{
+    mp_handle_t *h[X_COUNT];
+    if (mp_args_lock(a, X_LOCK, (mp_lock_t **)&h[X_LOCK]) ||
+        mp_args_event(a, X_EVENT, (mp_event_t **)&h[X_EVENT]) ||
+        mp_args_semaphore(a, X_SEM, (mp_semaphore_t **)&h[X_SEM]) ||
+        mp_args_queue(a, X_QUEUE, (mp_queue_t **)&h[X_QUEUE]))
+        return 10;
+    return use_objects(h);
+}
+
+static int objects_by_export(mp_args_t *a)
+{
+    mp_handle_t *h[X_COUNT] = {0};
+    int rc = 0;
+    for (size_t i = 0; i < X_COUNT && !rc; i++) {
+        const void *p;
+        size_t n;
+        rc = mp_args_bytes(a, i, &p, &n) || mp_handle_import(p, n, &h[i]) ? 10 : 0;
+    }
+    if (!rc) rc = use_objects(h);
+    mp_lock_free((mp_lock_t *)h[X_LOCK]);
+    mp_event_free((mp_event_t *)h[X_EVENT]);
+    mp_semaphore_free((mp_semaphore_t *)h[X_SEM]);
+    mp_queue_free((mp_queue_t *)h[X_QUEUE]);
+    return rc;
+}
+
+static void objects_travel(bool by_export)
+{
+    mp_manager_t *m = start_manager();
+    mp_lock_t *l;
+    mp_event_t *e;
+    mp_semaphore_t *s;
+    mp_queue_t *q;
+    ASSERT_OK(mp_manager_lock(m, NULL, &l));
+    ASSERT_OK(mp_manager_event(m, NULL, &e));
+    ASSERT_OK(mp_manager_semaphore(m, NULL, 0, &s));
+    ASSERT_OK(mp_manager_queue(m, NULL, 0, &q));
+    mp_handle_t *h[X_COUNT] = {MP_HANDLE(l), MP_HANDLE(e), MP_HANDLE(s), MP_HANDLE(q)};
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    for (size_t i = 0; i < X_COUNT; i++) {
+        if (!by_export) {
+            ASSERT_OK(mp_args_add_handle(a, h[i]));
+            continue;
+        }
+        void *blob;
+        size_t len;
+        ASSERT_OK(mp_handle_export(h[i], &blob, &len));
+        ASSERT_OK(mp_args_add_bytes(a, blob, len));
+        mp_free(blob);
+    }
+    ASSERT_OK(mp_lock_acquire(l, 0));
+    mp_process_t *p = start_proc(by_export ? objects_by_export : objects_in_args, a);
+    mp_args_free(a);
+    ASSERT_OK(mp_queue_put(q, "ping", 4, 0));
+    ASSERT_OK(mp_lock_release(l));
+    ASSERT_OK(mp_event_set(e));
+    ASSERT_OK(mp_semaphore_acquire(s, JOIN_MS));
+    void *item;
+    size_t n;
+    ASSERT_OK(mp_queue_get(q, &item, &n, JOIN_MS)); /* the child's echo */
+    cr_assert(n == 4 && !memcmp(item, "ping", 4));
+    mp_free(item);
+    ASSERT_OK(mp_queue_task_done(q));
+    ASSERT_OK(mp_queue_join(q, JOIN_MS)); /* the child's task_done too */
+    int code = join_code(p);
+    cr_assert_eq(code, 0, "child exit %d", code);
+    mp_process_free(p);
+    mp_lock_free(l);
+    mp_event_free(e);
+    mp_semaphore_free(s);
+    mp_queue_free(q);
+    mp_manager_free(m);
+}
+
+Test(manager, sync_objects_and_queue_in_args, .timeout = TEST_TIMEOUT)
+{
+    objects_travel(false);
+}
+
+Test(manager, sync_objects_and_queue_by_export, .timeout = TEST_TIMEOUT)
+{
+    objects_travel(true);
+}
+
+static int hold_public_lock(mp_args_t *a)
+{
+    mp_lock_t *l;
+    mp_conn_t *c;
+    if (mp_args_lock(a, 0, &l) || mp_args_conn(a, 1, &c)) return 10;
+    if (mp_lock_acquire(l, JOIN_MS) || mp_conn_send_bytes(c, "held", 4)) return 11;
+    char go[4];
+    size_t n;
+    mp_conn_recv_bytes_into(c, go, sizeof go, &n); /* killed while waiting */
+    return 12;
+}
+
+Test(manager, lock_of_a_killed_holder, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_lock_t *l;
+    ASSERT_OK(mp_manager_lock(m, NULL, &l));
+    mp_conn_t *mine, *theirs;
+    ASSERT_OK(mp_pipe(&mine, &theirs, true));
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(l)));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(theirs)));
+    mp_process_t *p = start_proc(hold_public_lock, a);
+    mp_args_free(a);
+    expect_msg(mine, "held");
+    ASSERT_RC(mp_lock_acquire(l, 0), MP_ETIMEDOUT);
+    ASSERT_OK(mp_process_kill(p));
+    ASSERT_OK(mp_process_join(p, JOIN_MS));
+    ASSERT_RC(mp_lock_acquire(l, JOIN_MS), MP_EOWNERDEAD);
+    ASSERT_OK(mp_lock_release(l)); /* it was ours */
+    ASSERT_OK(mp_lock_acquire(l, 0));
+    ASSERT_OK(mp_lock_release(l));
+    mp_process_free(p);
+    mp_conn_free(mine);
+    mp_conn_free(theirs);
+    mp_lock_free(l);
+    mp_manager_free(m);
+}
+
+/* A process given only the address and key finds the objects by name. */
+static int by_name(mp_args_t *a)
+{
+    const char *addr;
+    if (mp_args_str(a, 0, &addr)) return 10;
+    mp_manager_t *m;
+    if (mp_manager_connect(&m, addr, KEY, KEYLEN)) return 11;
+    mp_queue_t *q;
+    mp_semaphore_t *s;
+    int rc = mp_manager_queue(m, "jobs", 0, &q) || mp_manager_semaphore(m, "done", 0, &s) ? 12 : 0;
+    for (int i = 0; !rc && i < 10; i++) {
+        int v;
+        size_t n;
+        rc = mp_queue_get_into(q, &v, sizeof v, &n, JOIN_MS) || n != sizeof v ? 13 : 0;
+        if (!rc && v != i) rc = 14;
+    }
+    if (!rc) rc = mp_semaphore_release(s) ? 15 : 0;
+    mp_queue_free(q);
+    mp_semaphore_free(s);
+    mp_manager_free(m);
+    return rc;
+}
+
+Test(manager, tcp_objects_by_name, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_tcp();
+    mp_queue_t *q;
+    mp_semaphore_t *s;
+    ASSERT_OK(mp_manager_queue(m, "jobs", 0, &q));
+    ASSERT_OK(mp_manager_semaphore(m, "done", 0, &s));
+    mp_process_t *p = start_with(by_name, NULL, mp_manager_address(m));
+    for (int i = 0; i < 10; i++)
+        ASSERT_OK(mp_queue_put(q, &i, sizeof i, 0));
+    ASSERT_OK(mp_semaphore_acquire(s, JOIN_MS));
+    cr_assert_eq(join_code(p), 0);
+    mp_process_free(p);
+    mp_manager_t *bad;
+    ASSERT_RC(mp_manager_connect(&bad, mp_manager_address(m), "wrong", 5), MP_EAUTH);
+    mp_queue_free(q);
+    mp_semaphore_free(s);
+    mp_manager_free(m);
+}
+
+/* Pool workers: a queue in the initializer's args, another in a task's
+ * input as an export blob. */
+static mp_queue_t *worker_queue;
+
+static int keep_queue(mp_args_t *a)
+{
+    return mp_args_queue(a, 0, &worker_queue);
+}
+
+static int put_to_both(const void *in, size_t inlen, mp_buf_t *out)
+{
+    mp_handle_t *h;
+    if (mp_handle_import(in, inlen, &h)) return mp_task_fail(out, "import");
+    mp_queue_t *q = (mp_queue_t *)h;
+    int rc = mp_queue_put(q, "task", 4, 0) || mp_queue_put(worker_queue, "init", 4, 0);
+    mp_queue_free(q);
+    return rc ? mp_task_fail(out, "put") : 0;
+}
+
+Test(manager, queues_reach_pool_workers, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_queue_t *qi, *qt;
+    ASSERT_OK(mp_manager_queue(m, NULL, 0, &qi));
+    ASSERT_OK(mp_manager_queue(m, NULL, 0, &qt));
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(qi)));
+    mp_pool_opts_t o = {.processes = 2, .initializer = keep_queue, .initargs = a};
+    mp_pool_t *pool;
+    ASSERT_OK(mp_pool_create(&pool, &o));
+    void *blob;
+    size_t len;
+    ASSERT_OK(mp_handle_export(MP_HANDLE(qt), &blob, &len));
+    for (int i = 0; i < 4; i++)
+        ASSERT_OK(mp_pool_apply(pool, put_to_both, blob, len, NULL, NULL));
+    mp_free(blob);
+    size_t n;
+    ASSERT_OK(mp_queue_qsize(qi, &n));
+    cr_assert_eq(n, 4);
+    ASSERT_OK(mp_queue_qsize(qt, &n));
+    cr_assert_eq(n, 4);
+    ASSERT_OK(mp_pool_close(pool));
+    ASSERT_OK(mp_pool_join(pool, JOIN_MS));
+    mp_pool_free(pool);
+    mp_args_free(a);
+    mp_queue_free(qi);
+    mp_queue_free(qt);
+    mp_manager_free(m);
+}
+
+typedef struct {
+    mp_queue_t *q;
+    mp_semaphore_t *waiting;
+    int rc;
+} blocked_get_t;
+
+static void get_forever(void *arg)
+{
+    blocked_get_t *b = arg;
+    void *item;
+    size_t n;
+    b->rc = mp_semaphore_release(b->waiting);
+    if (!b->rc) b->rc = mp_queue_get(b->q, &item, &n, MP_FOREVER);
+    if (!b->rc) mp_free(item);
+}
+
+/* A server killed under a waiting get, a lock and a queue: MP_EOF, no hang. */
+Test(manager, killed_server_ends_waits, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    blocked_get_t b = {0};
+    mp_lock_t *l;
+    mp_semaphore_t *waiting;
+    ASSERT_OK(mp_manager_queue(m, NULL, 0, &b.q));
+    ASSERT_OK(mp_manager_lock(m, NULL, &l));
+    ASSERT_OK(mp_semaphore_create(&waiting, 0, 0));
+    b.waiting = waiting;
+    mp__thread_t *t;
+    ASSERT_OK(mp__thread_start(&t, get_forever, &b));
+    ASSERT_OK(mp_semaphore_acquire(waiting, JOIN_MS));
+    struct {
+        mp_handle_t h;
+        mp__mclient_t *cl;
+        mp_process_t *proc;
+    } *mm = (void *)m;
+    ASSERT_OK(mp_process_kill(mm->proc));
+    ASSERT_OK(mp_process_join(mm->proc, JOIN_MS));
+    mp__thread_join(t);
+    /* The get may not have reached the server before it died: either way
+     * it ends with the server's death. */
+    ASSERT_RC(b.rc, MP_EOF);
+    ASSERT_RC(mp_lock_acquire(l, MP_FOREVER), MP_EOF);
+    ASSERT_RC(mp_queue_put(b.q, "x", 1, MP_FOREVER), MP_EOF);
+    mp_queue_t *q2;
+    ASSERT_RC(mp_manager_queue(m, NULL, 0, &q2), MP_EOF);
+    mp_semaphore_free(waiting);
+    mp_lock_free(l);
+    mp_queue_free(b.q);
+    mp_manager_free(m);
+}

@@ -23,6 +23,7 @@
 #define MPROC_MANAGER_H
 
 #include "common.h"
+#include "queue.h"
 #include "sync.h"
 
 #ifdef __cplusplus
@@ -103,6 +104,20 @@ MP_EXTERN int mp_list_pop(mp_list_t *l, long i, void **v, size_t *vl);
 MP_EXTERN int mp_list_len(mp_list_t *l, size_t *n);
 MP_EXTERN int mp_list_items(mp_list_t *l, mp_iov_t **items, size_t *n);
 MP_EXTERN void mp_list_free(mp_list_t *l);
+
+/* Queues, locks, events and semaphores the manager serves, as the ordinary
+ * types: every mp_queue_*, mp_lock_*... call works on them, each one a
+ * request to the manager (waits wait there). A lock whose holding process
+ * died (or let go of every proxy of the manager) is released and its next
+ * owner gets MP_EOWNERDEAD. A manager queue is joinable (task_done, join),
+ * as Python's Manager().Queue() is; maxsize 0: unbounded. An existing name
+ * keeps the maxsize or value it was created with. */
+MP_EXTERN int mp_manager_queue(mp_manager_t *m, const char *name, size_t maxsize, mp_queue_t **q);
+MP_EXTERN int mp_manager_lock(mp_manager_t *m, const char *name, mp_lock_t **l);
+MP_EXTERN int mp_manager_rlock(mp_manager_t *m, const char *name, mp_rlock_t **l);
+MP_EXTERN int mp_manager_event(mp_manager_t *m, const char *name, mp_event_t **e);
+MP_EXTERN int mp_manager_semaphore(mp_manager_t *m, const char *name, unsigned value,
+                                   mp_semaphore_t **s);
 
 #ifdef __cplusplus
 }

@@ -16,10 +16,10 @@ int mp__handle_export_into(mp_handle_t *h, mp__wbuf_t *w)
 {
     int rc = mp__handle_check(h, 0);
     if (rc) return rc;
-    const mp__htype_ops_t *ops = mp__handle_ops(h->type);
+    const mp__htype_ops_t *ops = mp__handle_ops_of(h);
     if (!ops || !ops->export_blob)
         return mp__fail(MP_ETYPE, "a %s cannot be exported", ops ? ops->name : "handle");
-    mp__wbuf_u8(w, (uint8_t)h->type);
+    mp__wbuf_u8(w, (uint8_t)h->ops_type);
     rc = ops->export_blob(h, w);
     return rc ? rc : w->err;
 }

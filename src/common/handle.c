@@ -35,6 +35,7 @@ static const mp__htype_ops_t *const type_ops[MP__H_TYPE_COUNT] = {
     [MP__H_DICT] = &mp__dict_ops,
     [MP__H_LIST] = &mp__list_ops,
     [MP__H_QUEUE] = &mp__queue_ops,
+    [MP__H_REMOTE] = &mp__remote_ops,
 };
 
 const mp__htype_ops_t *mp__handle_ops(int type)
@@ -45,8 +46,24 @@ const mp__htype_ops_t *mp__handle_ops(int type)
 
 void mp__handle_init(mp_handle_t *h, mp__htype_t type)
 {
+    mp__handle_init_as(h, type, type);
+}
+
+bool mp__handle_is_remote(const mp_handle_t *h)
+{
+    return h && h->magic == MP__HANDLE_MAGIC && h->ops_type == MP__H_REMOTE;
+}
+
+const mp__htype_ops_t *mp__handle_ops_of(const mp_handle_t *h)
+{
+    return mp__handle_ops(h->ops_type);
+}
+
+void mp__handle_init_as(mp_handle_t *h, mp__htype_t type, mp__htype_t ops_type)
+{
     h->magic = MP__HANDLE_MAGIC;
     h->type = (uint16_t)type;
+    h->ops_type = (uint16_t)ops_type;
     h->prev = NULL;
     lock_live();
     h->next = live;
@@ -88,7 +105,7 @@ void mp__handle_drop_others(mp_handle_t *const *keep, size_t nkeep)
         bool kept = false;
         for (size_t i = 0; i < nkeep && !kept; i++)
             kept = keep[i] == h;
-        const mp__htype_ops_t *ops = mp__handle_ops(h->type);
+        const mp__htype_ops_t *ops = mp__handle_ops_of(h);
         if (!kept && ops && ops->drop_after_fork) ops->drop_after_fork(h);
     }
     atomic_flag_clear(&live_lock);
@@ -98,11 +115,11 @@ int mp__handle_pack(mp_handle_t *h, mp__wbuf_t *w, mp__ostab_t *t)
 {
     int rc = mp__handle_check(h, 0);
     if (rc) return rc;
-    const mp__htype_ops_t *ops = mp__handle_ops(h->type);
+    const mp__htype_ops_t *ops = mp__handle_ops_of(h);
     if (!ops || !ops->pack)
         return mp__fail(MP_ETYPE, "a %s cannot be passed to another process",
                         ops ? ops->name : "handle");
-    mp__wbuf_u8(w, (uint8_t)h->type);
+    mp__wbuf_u8(w, (uint8_t)h->ops_type);
     return ops->pack(h, w, t);
 }
 
@@ -119,7 +136,7 @@ void mp__handle_free(mp_handle_t *h)
 {
     if (!h) return; /* as free(NULL): no error, the last detail stays */
     if (mp__handle_check(h, 0)) return;
-    const mp__htype_ops_t *ops = mp__handle_ops(h->type);
+    const mp__htype_ops_t *ops = mp__handle_ops_of(h);
     if (ops && ops->free) ops->free(h);
 }
 

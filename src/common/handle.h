@@ -25,12 +25,16 @@ typedef enum {
     MP__H_LIST,
     /* queue.c */
     MP__H_QUEUE,
+    /* manager_handles.c: a lock, event, semaphore or queue the manager
+     * serves (its type is the public one; this type's ops serve it) */
+    MP__H_REMOTE,
     MP__H_TYPE_COUNT
 } mp__htype_t;
 
 struct mp_handle {
     uint32_t magic; /* MP__HANDLE_MAGIC while the object is alive */
     uint16_t type;
+    uint16_t ops_type;             /* whose ops serve it: type, or MP__H_REMOTE */
     struct mp_handle *prev, *next; /* this process's live handles */
 };
 
@@ -69,6 +73,12 @@ typedef struct {
 
 /* Registers a new object of type in this process's live list. */
 void mp__handle_init(mp_handle_t *h, mp__htype_t type);
+/* A public type served by another type's ops (manager-served objects). */
+void mp__handle_init_as(mp_handle_t *h, mp__htype_t type, mp__htype_t ops_type);
+/* 1 for a live manager-served object (sets no error detail). */
+bool mp__handle_is_remote(const mp_handle_t *h);
+/* The ops that serve h (not checked: h must be live). */
+const mp__htype_ops_t *mp__handle_ops_of(const mp_handle_t *h);
 /* Removes it from the list and poisons the header. */
 void mp__handle_fini(mp_handle_t *h);
 /* MP_EINVAL for NULL or a freed/foreign pointer; MP_ETYPE for another
@@ -114,5 +124,8 @@ extern const mp__htype_ops_t mp__list_ops;
 
 /* queue.c */
 extern const mp__htype_ops_t mp__queue_ops;
+
+/* manager_handles.c */
+extern const mp__htype_ops_t mp__remote_ops;
 
 #endif

@@ -53,6 +53,11 @@ void mp__remote_free(mp__remote_t *r)
     free(r);
 }
 
+int mp__remote_kind(const mp__remote_t *r)
+{
+    return r->kind;
+}
+
 int mp__remote_pack(mp__remote_t *r, mp__wbuf_t *w, mp__ostab_t *t)
 {
     int rc = mp__mclient_pack(r->cl, w, t);

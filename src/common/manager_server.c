@@ -616,13 +616,14 @@ static int sync_call(mp__msrv_t *srv, session_t *ss, obj_t *o, const mp__mreq_t 
         break;
     case MP__M_Q_TASK_DONE:
         if (!o->joinable)
-            rc = mp__fail(MP_ESTATE, "task_done on a queue that is not joinable");
+            rc = mp__fail(MP_ETYPE, "the queue is not joinable");
         else if (!o->unfinished)
             rc = mp__fail(MP_EINVAL, "task_done called more times than items were put");
         else if (--o->unfinished == 0)
             mp__cond_broadcast(o->cv);
         break;
     case MP__M_Q_JOIN:
+        if (!o->joinable) rc = mp__fail(MP_ETYPE, "the queue is not joinable");
         while (!rc && o->unfinished) {
             rc = wait_turn(srv, ss, o, (long)rq->i[1], start);
             if (rc == MP_ETIMEDOUT) rc = timed_out(rc, "queue not joined", (long)rq->i[1]);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "manager_remote.h"
 #include "queue_internal.h"
 
 #define Q_TAG 0x55455551u /* "QUEU" */
@@ -87,6 +88,7 @@ static void release(mp_queue_t *h)
 
 int mp_queue_close(mp_queue_t *h)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h))) return mp__rx_queue_close(MP_HANDLE(h));
     int rc = usable(h, false);
     if (!rc) h->closed_by = mp__os_getpid();
     return rc;
@@ -94,6 +96,7 @@ int mp_queue_close(mp_queue_t *h)
 
 void mp_queue_free(mp_queue_t *h)
 {
+    if (mp__rx_free(MP_HANDLE(h), MP__H_QUEUE)) return;
     if (mp__handle_check(MP_HANDLE(h), MP__H_QUEUE)) return;
     mp__handle_fini(&h->h);
     if (h->seg) release(h);
@@ -256,6 +259,8 @@ static bool has_room(mp_queue_t *h)
 
 int mp_queue_put(mp_queue_t *h, const void *buf, size_t len, long timeout_ms)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h)))
+        return mp__rx_queue_put(MP_HANDLE(h), buf, len, timeout_ms);
     int rc = usable(h, true);
     if (rc) return rc;
     if (!buf && len) return mp__fail(MP_EINVAL, "mp_queue_put: NULL buffer");
@@ -323,6 +328,8 @@ static int get_common(mp_queue_t *h, const q_sink_t *s, long timeout_ms)
 
 int mp_queue_get(mp_queue_t *h, void **buf, size_t *len, long timeout_ms)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h)))
+        return mp__rx_queue_get(MP_HANDLE(h), buf, len, timeout_ms);
     if (!buf || !len) return mp__fail(MP_EINVAL, "mp_queue_get: NULL out-pointer");
     q_sink_t s = {.out = buf, .len = len};
     return get_common(h, &s, timeout_ms);
@@ -330,6 +337,8 @@ int mp_queue_get(mp_queue_t *h, void **buf, size_t *len, long timeout_ms)
 
 int mp_queue_get_into(mp_queue_t *h, void *buf, size_t cap, size_t *len, long timeout_ms)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h)))
+        return mp__rx_queue_get_into(MP_HANDLE(h), buf, cap, len, timeout_ms);
     if ((!buf && cap) || !len) return mp__fail(MP_EINVAL, "mp_queue_get_into: NULL argument");
     q_sink_t s = {.buf = buf, .cap = cap, .len = len};
     return get_common(h, &s, timeout_ms);
@@ -339,6 +348,7 @@ int mp_queue_get_into(mp_queue_t *h, void *buf, size_t cap, size_t *len, long ti
 
 int mp_queue_qsize(mp_queue_t *h, size_t *n)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h))) return mp__rx_queue_qsize(MP_HANDLE(h), n);
     int rc = usable(h, false);
     if (rc) return rc;
     if (!n) return mp__fail(MP_EINVAL, "mp_queue_qsize: NULL out-pointer");
@@ -350,6 +360,7 @@ int mp_queue_qsize(mp_queue_t *h, size_t *n)
 
 int mp_queue_empty(mp_queue_t *h)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h))) return mp__rx_queue_empty(MP_HANDLE(h));
     size_t n;
     int rc = mp_queue_qsize(h, &n);
     return rc ? rc : n == 0;
@@ -357,6 +368,7 @@ int mp_queue_empty(mp_queue_t *h)
 
 int mp_queue_full(mp_queue_t *h)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h))) return mp__rx_queue_full(MP_HANDLE(h));
     size_t n;
     int rc = mp_queue_qsize(h, &n);
     return rc ? rc : h->q->maxsize && n >= h->q->maxsize;
@@ -373,6 +385,7 @@ static int joinable(mp_queue_t *h)
 
 int mp_queue_task_done(mp_queue_t *h)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h))) return mp__rx_queue_task_done(MP_HANDLE(h));
     int rc = joinable(h);
     if (rc) return rc;
     q_shm_t *q = h->q;
@@ -387,6 +400,7 @@ int mp_queue_task_done(mp_queue_t *h)
 
 int mp_queue_join(mp_queue_t *h, long timeout_ms)
 {
+    if (mp__handle_is_remote(MP_HANDLE(h))) return mp__rx_queue_join(MP_HANDLE(h), timeout_ms);
     int rc = joinable(h);
     if (rc) return rc;
     q_shm_t *q = h->q;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "handle.h"
+#include "manager_remote.h"
 
 #define TAG(a, b, c, d)                                                                            \
     ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
@@ -209,18 +210,22 @@ int mp_lock_create(mp_lock_t **l)
 
 int mp_lock_acquire(mp_lock_t *l, long timeout_ms)
 {
+    if (mp__handle_is_remote(MP_HANDLE(l)))
+        return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_LOCK, timeout_ms);
     int rc = mp__handle_check(MP_HANDLE(l), MP__H_LOCK);
     return rc ? rc : lock_take(&l->o, timeout_ms, false);
 }
 
 int mp_lock_release(mp_lock_t *l)
 {
+    if (mp__handle_is_remote(MP_HANDLE(l))) return mp__rx_lock_release(MP_HANDLE(l), MP__H_LOCK);
     int rc = mp__handle_check(MP_HANDLE(l), MP__H_LOCK);
     return rc ? rc : lock_give(&l->o, false);
 }
 
 void mp_lock_free(mp_lock_t *l)
 {
+    if (mp__rx_free(MP_HANDLE(l), MP__H_LOCK)) return;
     if (mp__handle_check(MP_HANDLE(l), MP__H_LOCK)) return;
     /* Freed by its holder: release it rather than leave it to owner death. */
     if (lock_held(&l->o)) lock_give(&l->o, false);
@@ -238,18 +243,22 @@ int mp_rlock_create(mp_rlock_t **l)
 
 int mp_rlock_acquire(mp_rlock_t *l, long timeout_ms)
 {
+    if (mp__handle_is_remote(MP_HANDLE(l)))
+        return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_RLOCK, timeout_ms);
     int rc = mp__handle_check(MP_HANDLE(l), MP__H_RLOCK);
     return rc ? rc : lock_take(&l->o, timeout_ms, true);
 }
 
 int mp_rlock_release(mp_rlock_t *l)
 {
+    if (mp__handle_is_remote(MP_HANDLE(l))) return mp__rx_lock_release(MP_HANDLE(l), MP__H_RLOCK);
     int rc = mp__handle_check(MP_HANDLE(l), MP__H_RLOCK);
     return rc ? rc : lock_give(&l->o, true);
 }
 
 void mp_rlock_free(mp_rlock_t *l)
 {
+    if (mp__rx_free(MP_HANDLE(l), MP__H_RLOCK)) return;
     if (mp__handle_check(MP_HANDLE(l), MP__H_RLOCK)) return;
     if (lock_held(&l->o)) {
         ((lock_state_t *)l->o.st)->count = 1;
@@ -331,6 +340,7 @@ int mp_semaphore_create(mp_semaphore_t **s, unsigned value, unsigned max)
 
 int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms)
 {
+    if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_acquire(MP_HANDLE(s), timeout_ms);
     int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
     if (rc) return rc;
     sem_state_t *st = s->o.st;
@@ -347,6 +357,7 @@ int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms)
 
 int mp_semaphore_release(mp_semaphore_t *s)
 {
+    if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_release(MP_HANDLE(s));
     int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
     if (rc) return rc;
     sem_state_t *st = s->o.st;
@@ -361,6 +372,7 @@ int mp_semaphore_release(mp_semaphore_t *s)
 
 int mp_semaphore_value(mp_semaphore_t *s, unsigned *v)
 {
+    if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_value(MP_HANDLE(s), v);
     int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
     if (!rc && !v) rc = mp__fail(MP_EINVAL, "mp_semaphore_value: NULL out-pointer");
     if (!rc) *v = atomic_load(&((sem_state_t *)s->o.st)->count);
@@ -369,6 +381,7 @@ int mp_semaphore_value(mp_semaphore_t *s, unsigned *v)
 
 void mp_semaphore_free(mp_semaphore_t *s)
 {
+    if (mp__rx_free(MP_HANDLE(s), MP__H_SEMAPHORE)) return;
     if (!mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE)) sobj_free(&s->o);
 }
 
@@ -412,6 +425,7 @@ int mp_event_create(mp_event_t **e)
 
 int mp_event_set(mp_event_t *e)
 {
+    if (mp__handle_is_remote(MP_HANDLE(e))) return mp__rx_event_set(MP_HANDLE(e));
     int rc = mp__handle_check(MP_HANDLE(e), MP__H_EVENT);
     if (rc) return rc;
     event_state_t *st = e->o.st;
@@ -421,6 +435,7 @@ int mp_event_set(mp_event_t *e)
 
 int mp_event_clear(mp_event_t *e)
 {
+    if (mp__handle_is_remote(MP_HANDLE(e))) return mp__rx_event_clear(MP_HANDLE(e));
     int rc = mp__handle_check(MP_HANDLE(e), MP__H_EVENT);
     if (!rc) atomic_store(&((event_state_t *)e->o.st)->flag, 0);
     return rc;
@@ -428,12 +443,14 @@ int mp_event_clear(mp_event_t *e)
 
 int mp_event_is_set(mp_event_t *e)
 {
+    if (mp__handle_is_remote(MP_HANDLE(e))) return mp__rx_event_is_set(MP_HANDLE(e));
     int rc = mp__handle_check(MP_HANDLE(e), MP__H_EVENT);
     return rc ? rc : (int)atomic_load(&((event_state_t *)e->o.st)->flag);
 }
 
 int mp_event_wait(mp_event_t *e, long timeout_ms)
 {
+    if (mp__handle_is_remote(MP_HANDLE(e))) return mp__rx_event_wait(MP_HANDLE(e), timeout_ms);
     int rc = mp__handle_check(MP_HANDLE(e), MP__H_EVENT);
     if (rc) return rc;
     event_state_t *st = e->o.st;
@@ -448,6 +465,7 @@ int mp_event_wait(mp_event_t *e, long timeout_ms)
 
 void mp_event_free(mp_event_t *e)
 {
+    if (mp__rx_free(MP_HANDLE(e), MP__H_EVENT)) return;
     if (!mp__handle_check(MP_HANDLE(e), MP__H_EVENT)) sobj_free(&e->o);
 }
 
@@ -486,6 +504,8 @@ int mp_condition_create(mp_condition_t **c, mp_lock_t *lock)
     if (lock) {
         int rc = mp__handle_check(MP_HANDLE(lock), MP__H_LOCK);
         if (rc) return rc;
+        if (mp__handle_is_remote(MP_HANDLE(lock)))
+            return mp__fail(MP_ETYPE, "a condition takes an ordinary lock, not a manager's");
     }
     mp_lock_t *own = NULL;
     if (!lock) {

@@ -12,7 +12,7 @@ static int collect(mp_handle_t **hs, size_t n, mp__waitable_t *w, bool *now, boo
     for (size_t i = 0; i < n; i++) {
         int rc = mp__handle_check(hs[i], 0);
         if (rc) return rc;
-        const mp__htype_ops_t *ops = mp__handle_ops(hs[i]->type);
+        const mp__htype_ops_t *ops = mp__handle_ops_of(hs[i]);
         if (!ops || !ops->waitable)
             return mp__fail(MP_ETYPE, "mp_wait: a %s cannot be waited on",
                             ops ? ops->name : "handle");
@@ -60,7 +60,7 @@ static int wait_sliced(mp_handle_t **hs, size_t n, mp__waitable_t *w, bool *now,
             memset(got, 0, nos * sizeof *got);
             rc = mp__wait_many(os, nos, t, got);
         } else if (t) {
-            rc = mp__handle_ops(hs[first_bare]->type)->sleep(hs[first_bare], t);
+            rc = mp__handle_ops_of(hs[first_bare])->sleep(hs[first_bare], t);
         }
         bool any = rc > 0;
         rc = rc > 0 ? 0 : rc;
@@ -68,7 +68,7 @@ static int wait_sliced(mp_handle_t **hs, size_t n, mp__waitable_t *w, bool *now,
             polled[idx[k]] = got[k];
         for (size_t i = 0; !rc && i < n; i++)
             if (bare(&w[i])) {
-                const mp__htype_ops_t *ops = mp__handle_ops(hs[i]->type);
+                const mp__htype_ops_t *ops = mp__handle_ops_of(hs[i]);
                 rc = ops->waitable(hs[i], &w[i], &now[i]);
                 any |= now[i];
             }
@@ -87,9 +87,9 @@ static int wait_all(mp_handle_t **hs, size_t n, mp__waitable_t *w, bool *now, bo
     bool some_bare = false;
     for (size_t i = 0; i < n; i++) {
         some_bare |= bare(&w[i]);
-        if (bare(&w[i]) && !mp__handle_ops(hs[i]->type)->sleep)
+        if (bare(&w[i]) && !mp__handle_ops_of(hs[i])->sleep)
             return mp__fail(MP_ETYPE, "mp_wait: a %s gave nothing to wait on",
-                            mp__handle_ops(hs[i]->type)->name);
+                            mp__handle_ops_of(hs[i])->name);
     }
     if (!some_bare) return mp__wait_many(w, n, any_now ? 0 : timeout_ms, polled);
     return wait_sliced(hs, n, w, now, polled, any_now ? 0 : timeout_ms);
