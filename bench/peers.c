@@ -39,7 +39,7 @@ typedef struct {
  * rate or a time per operation, so it does not depend on the count. */
 static const bench_peer_t peers[] = {
     {"cpython-pipe", "w1", "CPython Pipe send_bytes/recv_bytes ping-pong, 64 B", "us/round trip",
-     false, "pipe-pingpong", NULL, 10000, 2000},
+     false, "pipe-pingpong", NULL, 5000, 1000},
     {"zmq-pair", "w1", "ZeroMQ ipc PAIR ping-pong, 64 B", "us/round trip", true, NULL,
      ZMQ_FN(zmq_peer_pair_pingpong), 20000, 2000},
     {"cpython-pipe-bulk", "w2", "CPython Pipe bulk, 1 MiB messages", "GB/s", false, "pipe-bulk",
@@ -59,13 +59,13 @@ static const bench_peer_t peers[] = {
     {"cpython-imap-unordered", "w5-imap", "CPython Pool(2).imap_unordered, chunksize 1",
      "M tasks/s", false, "pool-imap-unordered", NULL, 20000, 5000},
     {"cpython-apply-async", "w6", "CPython Pool(1).apply_async round trip", "us/round trip", false,
-     "apply-async", NULL, 3000, 500},
+     "apply-async", NULL, 1000, 300},
     {"cpython-fork", "w7-fork", "CPython Process start + join, fork", "ms/process", false,
-     "process-fork", NULL, 100, 20},
+     "process-fork", NULL, 30, 10},
     {"cpython-spawn", "w7-spawn", "CPython Process start + join, spawn", "ms/process", false,
-     "process-spawn", NULL, 10, 3},
+     "process-spawn", NULL, 5, 2},
     {"cpython-manager-dict", "w8", "CPython Manager().dict() set+get from a child", "k ops/s",
-     false, "manager-dict", NULL, 3000, 500},
+     false, "manager-dict", NULL, 1000, 300},
 };
 #define NPEERS (sizeof peers / sizeof peers[0])
 
