@@ -32,7 +32,9 @@ typedef struct {
     /* On the ratio mproc/raw of the metric: at most this for a time, at
      * least this for a throughput. 0: reported, no target. */
     double target;
-    long count, quick_count; /* operations per repetition */
+    /* Operations per repetition. Equal counts mean the count is the
+     * workload itself (W5's 200,000 tasks): calibration never cuts it. */
+    long count, quick_count;
     bench_fn mproc, raw;
     const char *floor; /* one line: what the raw side is */
 } bench_workload_t;
@@ -74,6 +76,21 @@ int w8_tcp_mproc(long count, double *value);
 int w8_tcp_raw(long count, double *value);
 int w8_4x_mproc(long count, double *value);
 int w8_4x_one(long count, double *value);
+/* w_pool.c */
+int w5_mproc(long count, double *value);
+int w5_imap_mproc(long count, double *value);
+int w5_raw(long count, double *value);
+int w6_mproc(long count, double *value);
+int w6_raw(long count, double *value);
+/* w_lock.c */
+int w9_mproc(long count, double *value);
+int w9_raw(long count, double *value);
+
+/* The median of mproc's side of a workload that ran, and its unit. */
+bool bench_result_median(const char *workload, const char **unit, double *median);
+/* Runs the peers (peers.c) of the workloads selected; BENCH_FAIL after a
+ * peer gave a wrong answer. */
+int peers_run(bool (*selected)(const char *workload), bool quick, int reps, bool json);
 
 /* The sending child of W2 over either kind of channel (w_pipe.c): waits
  * for a go message (how many messages of what size), sends them, until the

@@ -44,6 +44,13 @@ static const bench_workload_t workloads[] = {
      1, 1, w3_idle_mproc, w3_idle_raw, "the OS's sleep for 1 s"},
     {"w4", "queue, 1 MiB items, 1 producer -> 1 consumer process", "GB/s", true, 0.5, 2000, 200,
      w4_mproc, w4_raw, "an SPSC ring of 1 MiB slots in shared memory, copy in and out"},
+    {"w5", "pool map_fixed of tiny tasks, auto chunksize, 2 workers", "M tasks/s", true, 0.5,
+     200000, 200000, w5_mproc, w5_raw,
+     "the items split by hand over 2 raw children, one message per part"},
+    {"w5-imap", "pool imap_unordered of tiny tasks, chunksize 1", "M tasks/s", true, 0, 200000,
+     20000, w5_imap_mproc, w5_raw, "as w5"},
+    {"w6", "pool apply_async round trip, one tiny task, 1 worker", "us/round trip", false, 2.0,
+     20000, 2000, w6_mproc, w6_raw, "the same request/response framed over a raw stream"},
     {"w7-fork", "process start + join, fork", "ms/process", false, 1.5, 600, 100, w7_fork_mproc,
      w7_fork_raw, "fork + _exit(0) + waitpid"},
     {"w7-spawn", "process start + join, spawn", "ms/process", false, 2.0, 300, 40, w7_spawn_mproc,
@@ -54,6 +61,8 @@ static const bench_workload_t workloads[] = {
      w8_tcp_mproc, w8_tcp_raw, "an 80 B request and its echo over TCP loopback, same framing"},
     {"w8-4x", "manager dict, 4 client processes, aggregate", "ops/s", true, 1.0, 1000000, 20000,
      w8_4x_mproc, w8_4x_one, "the same with one client process (mproc, not the OS)"},
+    {"w9", "lock handoff, ping-pong through two semaphores", "us/round trip", false, 1.3, 30000,
+     3000, w9_mproc, w9_raw, "two process-shared sem_t in shared memory (futex)"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
@@ -132,7 +141,8 @@ static int calibrate(const bench_workload_t *w, long max, double budget, long *c
     if (rc) return rc == BENCH_SKIP ? rc : failed(w, "raw", 0);
     double fit = budget / ((double)(t1 - t0) / 1e9 / (double)probe);
     long least = max / 10 > MIN_COUNT ? max / 10 : MIN_COUNT;
-    *count = fit >= (double)max ? max : fit <= (double)least ? least : (long)fit;
+    bool fixed = w->count == w->quick_count;
+    *count = fit >= (double)max || fixed ? max : fit <= (double)least ? least : (long)fit;
     return 0;
 }
 
@@ -220,7 +230,21 @@ static void print_json(const result_t *res, size_t n, bool quick, int reps)
                    w->higher_is_better ? ">=" : "<=", meets(&res[i]) ? "true" : "false");
         printf("}");
     }
-    printf("\n ]}\n");
+    printf("\n ]");
+}
+
+static result_t results[NWORKLOADS];
+static size_t nresults;
+
+bool bench_result_median(const char *workload, const char **unit, double *median)
+{
+    for (size_t i = 0; i < nresults; i++)
+        if (!strcmp(results[i].w->name, workload) && !results[i].skipped) {
+            *unit = results[i].w->unit;
+            *median = results[i].m.median;
+            return true;
+        }
+    return false;
 }
 
 static bool selected(const bench_workload_t *w, const char *only)
@@ -230,16 +254,27 @@ static bool selected(const bench_workload_t *w, const char *only)
     return !strncmp(w->name, only, n) && (w->name[n] == 0 || w->name[n] == '-');
 }
 
+static const char *only_name;
+
+static bool peer_selected(const char *workload)
+{
+    if (!only_name) return true;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (!strcmp(workloads[i].name, workload)) return selected(&workloads[i], only_name);
+    return false;
+}
+
 static int usage(FILE *f, int code)
 {
     fprintf(f,
             "usage: mproc-bench [--quick] [--json] [--only NAME] [--reps N] [--strict] "
-            "[--list]\n"
+            "[--no-peers] [--list]\n"
             "  --quick     %d repetitions of smaller counts (well under 30 s)\n"
             "  --json      machine-readable results on stdout\n"
             "  --only NAME one workload (\"w7\" selects w7-fork and w7-spawn)\n"
             "  --reps N    repetitions (default %d)\n"
             "  --strict    exit with 3 when a target is missed\n"
+            "  --no-peers  leave out CPython and ZeroMQ (bench/peers)\n"
             "  --list      the workloads and their targets\n",
             QUICK_REPS, DEFAULT_REPS);
     return code;
@@ -276,7 +311,7 @@ int main(int argc, char **argv)
     mp_init(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], RAW_CHILD_FLAG)) return raw_child_main(argc, argv);
 
-    bool quick = false, json = false, strict = false;
+    bool quick = false, json = false, strict = false, with_peers = true;
     const char *only = NULL;
     int reps = 0;
     for (int i = 1; i < argc; i++) {
@@ -284,6 +319,8 @@ int main(int argc, char **argv)
             quick = true;
         } else if (!strcmp(argv[i], "--json")) {
             json = true;
+        } else if (!strcmp(argv[i], "--no-peers")) {
+            with_peers = false;
         } else if (!strcmp(argv[i], "--strict")) {
             strict = true;
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
@@ -306,7 +343,6 @@ int main(int argc, char **argv)
     }
     if (!reps) reps = quick ? QUICK_REPS : DEFAULT_REPS;
 
-    static result_t results[NWORKLOADS];
     size_t n = 0;
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (selected(&workloads[i], only)) n++;
@@ -321,12 +357,17 @@ int main(int argc, char **argv)
         const bench_workload_t *w = &workloads[i];
         if (!selected(w, only)) continue;
         result_t *res = &results[n++];
+        if (json) fprintf(stderr, "mproc-bench: %s\n", w->name);
         int rc = run(w, quick ? w->quick_count : w->count, quick ? BUDGET_QUICK : BUDGET_FULL, reps,
                      res);
         if (rc == BENCH_FAIL) return 1;
         if (!res->skipped) all_met &= meets(res);
         if (!json) print_human(res);
+        nresults = n;
     }
     if (json) print_json(results, n, quick, reps);
+    only_name = only;
+    if (with_peers && peers_run(peer_selected, quick, reps, json)) return 1;
+    if (json) printf("}\n");
     return strict && !all_met ? 3 : 0;
 }

@@ -17,7 +17,9 @@ typedef struct raw_stream raw_stream_t;
 typedef struct raw_child raw_child_t;
 
 /* What a raw child does with its stream (raw_role_run). */
-typedef enum { RAW_ROLE_ECHO = 1, RAW_ROLE_BULK } raw_role_t;
+typedef enum { RAW_ROLE_ECHO = 1, RAW_ROLE_BULK, RAW_ROLE_SQUARE } raw_role_t;
+/* The largest message a RAW_ROLE_SQUARE child takes (bytes of int64s). */
+#define RAW_SQUARE_MAX (8u << 20)
 
 uint64_t raw_now_ns(void);
 /* "posix" or "windows", for the report. */
@@ -42,6 +44,13 @@ int raw_read(raw_stream_t *s, void *buf, size_t cap, size_t *got);
 int raw_fork_join(int *code);
 /* Starts this executable with RAW_CHILD_FLAG (it exits at once) and waits. */
 int raw_spawn_join(int *code);
+
+/* Two processes hand a token back and forth count times through a pair of
+ * process-shared semaphores (sem_t in shared memory on POSIX); *us is the
+ * time of one round trip. BENCH_SKIP where not written. */
+int raw_sem_pingpong(long count, double *us);
+/* Untimed round trips before the clock starts, on both sides of W9. */
+#define RAW_WARM_ROUNDS 100
 
 /* main() of a process started with RAW_CHILD_FLAG: returns its exit code.
  * Without more arguments it exits at once (the spawn floor). */

@@ -76,6 +76,25 @@ static int echo_loop(raw_reader_t *r, uint8_t *msg)
     }
 }
 
+/* Squares each int64 of a message and sends them back: the raw worker
+ * of W5 (one message per part of the work) and W6 (one per task). */
+static int square_loop(raw_reader_t *r)
+{
+    int64_t *v = malloc(RAW_SQUARE_MAX);
+    int code = v ? 0 : 13;
+    while (!code) {
+        size_t n = 0;
+        int rc = raw_frame_recv(r, v, RAW_SQUARE_MAX, &n);
+        if (rc == RAW_EOF) break;
+        if (rc || n % sizeof *v) code = 14;
+        for (size_t i = 0; !code && i < n / sizeof *v; i++)
+            v[i] *= v[i];
+        if (!code && raw_frame_send(r->s, v, n)) code = 15;
+    }
+    free(v);
+    return code;
+}
+
 static int raw_recv_go(void *ch, uint8_t go[16])
 {
     size_t n = 0;
@@ -99,6 +118,7 @@ int raw_role_run(raw_role_t role, raw_stream_t *s)
         if (role == RAW_ROLE_ECHO) code = echo_loop(r, msg);
         bulk_chan_t chan = {r, raw_recv_go, raw_send};
         if (role == RAW_ROLE_BULK) code = bulk_serve(&chan);
+        if (role == RAW_ROLE_SQUARE) code = square_loop(r);
     }
     free(msg);
     free(r);

@@ -9,6 +9,8 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <semaphore.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -246,6 +248,55 @@ int raw_spawn_join(int *code)
     int err = posix_spawn(&pid, exe, NULL, NULL, argv, environ);
     if (err) return bench_fail("posix_spawn(%s): %s", exe, strerror(err));
     return wait_pid(pid, code);
+}
+
+static int sem_wait_retry(sem_t *s)
+{
+    while (sem_wait(s) < 0)
+        if (errno != EINTR) return -1;
+    return 0;
+}
+
+int raw_sem_pingpong(long count, double *us)
+{
+    sem_t *sem =
+        mmap(NULL, 2 * sizeof *sem, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sem == MAP_FAILED) return bench_fail("mmap: %s", strerror(errno));
+    sem_t *ping = &sem[0], *pong = &sem[1];
+    if (sem_init(ping, 1, 0) < 0 || sem_init(pong, 1, 0) < 0) {
+        munmap(sem, 2 * sizeof *sem);
+        return bench_fail("sem_init(pshared): %s", strerror(errno));
+    }
+    long total = count + RAW_WARM_ROUNDS;
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (long i = 0; i < total; i++)
+            if (sem_wait_retry(ping) || sem_post(pong) < 0) _exit(21);
+        _exit(0);
+    }
+    int rc = pid < 0 ? bench_fail("fork: %s", strerror(errno)) : 0;
+    uint64_t t0 = 0;
+    for (long i = 0; !rc && i < total; i++) {
+        if (i == RAW_WARM_ROUNDS) t0 = raw_now_ns();
+        if (sem_post(ping) < 0 || sem_wait_retry(pong))
+            rc = bench_fail("sem_post/sem_wait: %s", strerror(errno));
+    }
+    *us = (double)(raw_now_ns() - t0) / 1e3 / (double)count;
+    int code = 0;
+    if (pid > 0) {
+        if (rc) kill(pid, SIGKILL);
+        int jrc = wait_pid(pid, &code);
+        if (!rc) rc = jrc ? jrc : code ? bench_fail("the raw child exited with %d", code) : 0;
+    }
+    int left[2] = {-1, -1};
+    sem_getvalue(ping, &left[0]);
+    sem_getvalue(pong, &left[1]);
+    if (!rc && (left[0] || left[1]))
+        rc = bench_fail("raw: semaphores left at %d and %d", left[0], left[1]);
+    sem_destroy(ping);
+    sem_destroy(pong);
+    munmap(sem, 2 * sizeof *sem);
+    return rc;
 }
 
 int raw_child_main(int argc, char **argv)

@@ -111,8 +111,7 @@ int raw_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
         rc = bench_fail("named pipe setup failed (%lu)", GetLastError());
     if (!rc) {
         wchar_t extra[64];
-        _snwprintf(extra, 64, L" %ls %lu", role == RAW_ROLE_ECHO ? L"echo" : L"bulk",
-                   (unsigned long)(uintptr_t)cli);
+        _snwprintf(extra, 64, L" %d %lu", (int)role, (unsigned long)(uintptr_t)cli);
         extra[63] = 0;
         rc = start_self(extra, TRUE, &ch->proc);
     }
@@ -180,6 +179,15 @@ int raw_read(raw_stream_t *s, void *buf, size_t cap, size_t *got)
     return 0;
 }
 
+int raw_sem_pingpong(long count, double *us)
+{
+    /* Not written for Windows yet (it needs semaphore handles passed to a
+     * started child); W9 is reported as skipped there. */
+    (void)count;
+    (void)us;
+    return BENCH_SKIP;
+}
+
 int raw_fork_join(int *code)
 {
     (void)code;
@@ -197,7 +205,7 @@ int raw_child_main(int argc, char **argv)
 {
     if (argc == 2) return 0;
     if (argc != 4) return 2;
-    raw_role_t role = !strcmp(argv[2], "echo") ? RAW_ROLE_ECHO : RAW_ROLE_BULK;
+    raw_role_t role = (raw_role_t)atoi(argv[2]);
     raw_stream_t s = {(HANDLE)(uintptr_t)strtoul(argv[3], NULL, 10)};
     int code = raw_role_run(role, &s);
     CloseHandle(s.h);

@@ -8,6 +8,7 @@ packages=(
   libcriterion-dev libssl-dev
   gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 g++ wine64 wine
   python3 valgrind
+  libzmq3-dev gnuplot-nox
 )
 
 missing=()

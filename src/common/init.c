@@ -9,6 +9,7 @@ static bool initialised;
 static mp_start_method_t default_method = MP_START_DEFAULT;
 static char *executable;
 static char *current_name;
+static bool current_name_owned; /* false: borrowed by mp__set_identity_fork */
 static mp_pid_t parent_pid = -1;
 
 const char *mp_version(void)
@@ -124,8 +125,18 @@ void mp__set_identity(const char *name, mp_pid_t parent)
 {
     char *copy = mp__strdup(name);
     if (copy) {
-        free(current_name);
+        if (current_name_owned) free(current_name);
         current_name = copy;
+        current_name_owned = true;
     }
+    parent_pid = parent;
+}
+
+void mp__set_identity_fork(const char *name, mp_pid_t parent)
+{
+    /* A copy would cost the new child a heap page fault or two; its
+     * process object outlives the target, so the name can be borrowed. */
+    current_name = (char *)name;
+    current_name_owned = false;
     parent_pid = parent;
 }

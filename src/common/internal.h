@@ -50,5 +50,8 @@ bool mp__initialised(void);
 const char *mp__executable(void);
 /* Set in a child before its target runs. */
 void mp__set_identity(const char *name, mp_pid_t parent);
+/* The same in a forked child, keeping a pointer to name (which must stay
+ * alive as long as the process). */
+void mp__set_identity_fork(const char *name, mp_pid_t parent);
 
 #endif

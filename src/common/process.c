@@ -64,7 +64,7 @@ static void run_forked_child(mp_process_t *p, mp_pid_t parent)
     mp__handle_drop_others(keep, n);
     free(keep);
     atomic_store(&process_counter, 0);
-    mp__set_identity(p->name, parent);
+    mp__set_identity_fork(p->name, parent);
     int code = p->target(p->args);
     fflush(NULL);
     mp__os_exit(code);

@@ -172,6 +172,15 @@ static void *parent_watcher(void *arg)
 }
 #endif
 
+/* sigset_t is opaque; no portable emptiness test exists besides asking
+ * about every signal. */
+static bool same_sigset(const sigset_t *a, const sigset_t *b)
+{
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(a, sig) != sigismember(b, sig)) return false;
+    return true;
+}
+
 int mp__child_init(bool daemon, mp_pid_t parent_pid)
 {
     if (!daemon) return 0;
@@ -192,15 +201,18 @@ int mp__child_init(bool daemon, mp_pid_t parent_pid)
 
 int mp__child_fork(bool daemon, mp__child_t **c, bool *in_child)
 {
-    pid_t parent = getpid();
+    /* getpid() is a system call; only the parent-death check needs it. */
+    pid_t parent = daemon ? getpid() : 0;
+    /* As a spawned child does, the child starts with no signal blocked,
+     * whatever the forking thread had blocked. Learning that here, before
+     * fork, spares the usual child a system call. */
+    sigset_t none, blocked;
+    sigemptyset(&none);
+    bool any_blocked = !pthread_sigmask(SIG_BLOCK, NULL, &blocked) && !same_sigset(&blocked, &none);
     pid_t pid = fork();
     if (pid < 0) return mp__fail_os("fork");
     if (pid == 0) {
-        /* As a spawned child does, start with no signal blocked, whatever
-         * the forking thread had blocked. */
-        sigset_t none;
-        sigemptyset(&none);
-        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        if (any_blocked) pthread_sigmask(SIG_SETMASK, &none, NULL);
         *in_child = true;
         if (c) *c = NULL;
         mp__child_init(daemon, parent);
