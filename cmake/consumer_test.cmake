@@ -1,6 +1,6 @@
 # ctest: build tests/consumer against mproc the ways a user's project gets
 # it, and run the results: installed into a scratch prefix (CMake package,
-# and pkg-config natively), through add_subdirectory of this source tree,
+# and pkg-config on POSIX), through add_subdirectory of this source tree,
 # and through FetchContent of a source archive at a file:// URL (no
 # network). -D BIN=<build dir> SRC=<source dir> WORK=<scratch dir>
 # [GENERATOR=<name>] [TOOLCHAIN=<file>] [EMULATOR=<wine>]
@@ -41,7 +41,7 @@ file(MAKE_DIRECTORY ${WORK})
 if(package IN_LIST VIAS)
   run(${CMAKE_COMMAND} --install ${BIN} --prefix ${WORK}/prefix)
   consumer(package -DCMAKE_PREFIX_PATH=${WORK}/prefix)
-  if(NOT TOOLCHAIN)
+  if(NOT TOOLCHAIN AND NOT CMAKE_HOST_WIN32)
     set(ENV{PKG_CONFIG_PATH} ${WORK}/prefix/lib/pkgconfig)
     execute_process(COMMAND pkg-config --cflags --libs mproc OUTPUT_VARIABLE pc
                     OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
