@@ -4,7 +4,7 @@
 # and through FetchContent of a source archive at a file:// URL (no
 # network). -D BIN=<build dir> SRC=<source dir> WORK=<scratch dir>
 # [GENERATOR=<name>] [TOOLCHAIN=<file>] [EMULATOR=<wine>]
-# [VIAS=<list; default all three>]
+# [VIAS=<comma-separated ways; default all three>]
 cmake_policy(VERSION 3.16)
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -32,7 +32,9 @@ function(consumer via)
   endforeach()
 endfunction()
 
-if(NOT VIAS)
+if(VIAS)
+  string(REPLACE "," ";" VIAS "${VIAS}")
+else()
   set(VIAS package subdirectory fetchcontent)
 endif()
 file(REMOVE_RECURSE ${WORK})

@@ -20,10 +20,19 @@ tail -n +1 -f --pid="$pid" "$log"
 wait "$pid"
 rc=$?
 [ "$rc" -eq 124 ] && echo "wine-run: $exe did not finish in $limit s; killed"
+# Only this program's processes: matched by its full path, as Unix sees it
+# and as Wine shows it (Z:\dir\prog.exe), so other runs are left alone.
+unix=$(cd "$(dirname "$1")" && pwd)/$exe
+win=$(printf '%s' "$unix" | tr / '\\')
+win="Z:$win"
 for p in $(pgrep -f "$exe"); do
   args=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
-  case $args in *wine-run.sh*) continue ;; esac
-  echo "wine-run: left running after $exe ended, killed now: $p $args"
+  case $args in
+    *wine-run.sh*) continue ;;
+    "$unix"* | "$win"*) ;;
+    *) continue ;;
+  esac
+  printf 'wine-run: left running after %s ended, killed now: %s %s\n' "$exe" "$p" "$args"
   kill -9 "$p" 2>/dev/null
 done
 exit "$rc"
