@@ -136,8 +136,8 @@ MP_EXTERN int mp_set_start_method(mp_start_method_t m);
  * spawn on Windows. */
 MP_EXTERN mp_start_method_t mp_get_start_method(void);
 /** The program spawned children run (default: this executable). It must
- * call mp_init first and contain the targets (they are found by module and
- * offset). */
+ * call mp_init first; a target in the main program resolves only in the
+ * same binary (the child exits with MP_EXIT_BOOTSTRAP otherwise). */
 MP_EXTERN int mp_set_executable(const char *path);
 /** The number of CPUs the OS reports (at least 1). */
 MP_EXTERN int mp_cpu_count(void);
