@@ -1,4 +1,6 @@
-/* mproc: Python's multiprocessing for C. One header for the whole API. */
+/** @file
+ * mproc: Python's multiprocessing for C. One header for the whole API;
+ * docs/tutorial.md starts from here. */
 #ifndef MPROC_H
 #define MPROC_H
 
@@ -16,6 +18,8 @@
 extern "C" {
 #endif
 
+/** The version of the library actually linked, "MAJOR.MINOR.PATCH"
+ * (MPROC_VERSION_STRING is the one of the headers compiled against). */
 MP_EXTERN const char *mp_version(void);
 
 #ifdef __cplusplus
