@@ -17,9 +17,10 @@ fi
 rm -f /tmp/mproc-fuzz-probe.$$
 cmake -S . -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DMPROC_FUZZ=ON -DMPROC_BUILD_TESTS=OFF \
   -DMPROC_BUILD_EXAMPLES=OFF -DMPROC_BUILD_BENCH=OFF >/dev/null || exit 1
-cmake --build "$build" || exit 1
+targets=(handshake frames manager launch export)
+cmake --build "$build" --target "${targets[@]/#/fuzz_}" || exit 1
 status=0
-for t in handshake frames manager launch export; do
+for t in "${targets[@]}"; do
   mkdir -p "$build/corpus-$t"
   # In the build directory: crash files land there, and fuzz_export's
   # by-name references stay away from anything of the user's.

@@ -50,24 +50,22 @@ bool mp__os_has_fork(void)
 }
 
 #if defined(__linux__)
-typedef struct {
-    pid_t pid;
-    int fd;
-} watch_t;
-
 /* Waits for the child to end without reaping it (WNOWAIT: its pid cannot
  * be reused while kill() may still target it), then makes the caller's
  * end readable. Data rather than EOF: a forked sibling may hold a copy of
- * this end. */
+ * that end. The pid comes through the socket, so nothing is allocated for
+ * the thread (a fork before it runs would copy that allocation). */
 static void *exit_watcher(void *arg)
 {
-    watch_t w = *(watch_t *)arg;
-    free(arg);
-    siginfo_t si;
-    while (waitid(P_PID, (id_t)w.pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
-        ;
-    send(w.fd, "x", 1, MSG_NOSIGNAL);
-    close(w.fd);
+    int fd = (int)(intptr_t)arg;
+    pid_t pid;
+    if (recv(fd, &pid, sizeof pid, MSG_WAITALL) == (ssize_t)sizeof pid) {
+        siginfo_t si;
+        while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+            ;
+    }
+    send(fd, "x", 1, MSG_NOSIGNAL);
+    close(fd);
     return NULL;
 }
 
@@ -78,10 +76,8 @@ static int open_watcher(pid_t pid, int *fd)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return mp__fail_os("socketpair(exit watcher)");
-    watch_t *w = malloc(sizeof *w);
-    int err = w ? 0 : ENOMEM;
-    if (w) {
-        *w = (watch_t){pid, sv[1]};
+    int err = send(sv[0], &pid, sizeof pid, MSG_NOSIGNAL) == (ssize_t)sizeof pid ? 0 : errno;
+    if (!err) {
         /* Signals meant for the program never land on this thread. */
         sigset_t all, old;
         sigfillset(&all);
@@ -90,12 +86,11 @@ static int open_watcher(pid_t pid, int *fd)
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
         pthread_t t;
-        err = pthread_create(&t, &at, exit_watcher, w);
+        err = pthread_create(&t, &at, exit_watcher, (void *)(intptr_t)sv[1]);
         pthread_attr_destroy(&at);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     if (err) {
-        free(w);
         close(sv[0]);
         close(sv[1]);
         return mp__fail(MP_ESYS, "exit watcher thread: %s", strerror(err));
