@@ -236,10 +236,11 @@ typedef struct {
     mp_event_t *go;
 } w3_objs_t;
 
-static int w3_objs(w3_objs_t *o)
+static int w3_objs(w3_objs_t *o, size_t maxsize)
 {
     memset(o, 0, sizeof *o);
-    int rc = mp_queue_create(&o->q, NULL);
+    mp_queue_opts_t qo = {.maxsize = maxsize};
+    int rc = mp_queue_create(&o->q, &qo);
     if (!rc) rc = mp_queue_create(&o->ready, NULL);
     if (!rc) rc = mp_queue_create(&o->report, NULL);
     if (!rc) rc = mp_event_create(&o->go);
@@ -281,7 +282,7 @@ static int w3_run(int nprod, int ncons, long count, double *value)
 {
     w3_objs_t o;
     mp_process_t *p[2 * MAX_PRODUCERS] = {0};
-    int np = 0, rc = w3_objs(&o);
+    int np = 0, rc = w3_objs(&o, RAW_SLOTS_SMALL);
     bool here = ncons == 1;
     uint64_t want = 0, got[2] = {0, 0};
     for (int i = 0; !rc && i < nprod; i++) {
@@ -506,7 +507,9 @@ int w4_mproc(long count, double *value)
     mp_event_t *go = NULL;
     mp_args_t *a = NULL;
     mp_process_t *p = NULL;
-    int rc = mp_queue_create(&q, NULL);
+    /* As many items in flight as the floor's ring holds. */
+    mp_queue_opts_t o = {.maxsize = RAW_SLOTS_BIG};
+    int rc = mp_queue_create(&q, &o);
     if (!rc) rc = mp_event_create(&go);
     if (!rc) rc = mp_args_create(&a);
     if (!rc) rc = mp_args_add_handle(a, MP_HANDLE(q));
