@@ -1266,6 +1266,19 @@ Test(manager, queue_is_the_ordinary_type, .timeout = TEST_TIMEOUT)
     ASSERT_RC(mp_queue_get(q, &item, &n, 10), MP_EEMPTY);
     ASSERT_RC(mp_queue_get(q, NULL, &n, 0), MP_EINVAL);
 
+    /* mp_wait takes a manager queue: ready when it holds an item. */
+    mp_handle_t *hs[1] = {MP_HANDLE(unbounded)};
+    size_t ready[1], nready = 9;
+    ASSERT_OK(mp_wait(hs, 1, 0, ready, &nready));
+    cr_assert_eq(nready, 0);
+    ASSERT_OK(mp_wait(hs, 1, 30, ready, &nready));
+    cr_assert_eq(nready, 0);
+    ASSERT_OK(mp_queue_put(unbounded, "w", 1, 0));
+    ASSERT_OK(mp_wait(hs, 1, MP_FOREVER, ready, &nready));
+    cr_assert(nready == 1 && ready[0] == 0);
+    ASSERT_OK(mp_queue_get(unbounded, &item, &n, 0));
+    mp_free(item);
+
     /* Joinable, as Python's Manager().Queue(). */
     ASSERT_RC(mp_queue_join(q, 0), MP_ETIMEDOUT);
     ASSERT_OK(mp_queue_task_done(q));

@@ -114,6 +114,38 @@ static void rx_free_h(mp_handle_t *h)
     free(p);
 }
 
+/* mp_wait: a manager queue is ready when it holds an item. There is no
+ * local object to wait on, so mp_wait asks again after each slice. */
+static int rx_waitable(mp_handle_t *h, mp__waitable_t *w, bool *ready_now)
+{
+    (void)w;
+    rproxy_t *p = (rproxy_t *)h;
+    if (mp__remote_kind(p->r) != MP__MK_QUEUE)
+        return mp__fail(MP_ETYPE, "mp_wait: a manager %s cannot be waited on",
+                        mp__handle_ops(h->type)->name);
+    size_t n;
+    int rc = mp__remote_queue_qsize(p->r, &n, NULL);
+    if (!rc) *ready_now = n > 0;
+    return rc;
+}
+
+static int rx_sleep(mp_handle_t *h, long timeout_ms)
+{
+    (void)h;
+    mp__mutex_t *mu;
+    mp__cond_t *cv = NULL;
+    int rc = mp__mutex_create(&mu);
+    if (!rc) rc = mp__cond_create(&cv);
+    if (!rc) {
+        mp__mutex_lock(mu);
+        rc = mp__cond_wait(cv, mu, timeout_ms); /* nobody signals it */
+        mp__mutex_unlock(mu);
+    }
+    if (cv) mp__cond_free(cv);
+    if (mu) mp__mutex_free(mu);
+    return rc == MP_ETIMEDOUT ? 0 : rc;
+}
+
 const mp__htype_ops_t mp__remote_ops = {
     .name = "manager object",
     .pack = rx_pack,
@@ -121,6 +153,8 @@ const mp__htype_ops_t mp__remote_ops = {
     .free = rx_free_h,
     .export_blob = rx_export,
     .import_blob = rx_import,
+    .waitable = rx_waitable,
+    .sleep = rx_sleep,
 };
 
 /* ---- the calls sync.c and queue.c forward ---- */
