@@ -45,7 +45,7 @@ static const bench_workload_t workloads[] = {
     {"w7-spawn", "process start + join, spawn", "ms/process", false, 2.0, 300, 40, w7_spawn_mproc,
      w7_spawn_raw, "posix_spawn / CreateProcess of this executable, which exits at once"},
     {"w9", "lock handoff, ping-pong through two semaphores", "us/round trip", false, 1.3, 30000,
-     3000, w9_mproc, w9_raw, "two process-shared sem_t in shared memory (futex)"},
+     3000, w9_mproc, w9_raw, "two process-shared semaphores: sem_t (futex) / kernel semaphores"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
