@@ -91,6 +91,8 @@ bool bench_result_median(const char *workload, const char **unit, double *median
 /* Runs the peers (peers.c) of the workloads selected; BENCH_FAIL after a
  * peer gave a wrong answer. */
 int peers_run(bool (*selected)(const char *workload), bool quick, int reps, bool json);
+/* How many peers compare with the workloads selected. */
+size_t peers_count(bool (*selected)(const char *workload));
 
 /* The sending child of W2 over either kind of channel (w_pipe.c): waits
  * for a go message (how many messages of what size), sends them, until the

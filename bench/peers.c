@@ -210,6 +210,14 @@ static void json_peer(const peer_result_t *r, bool first)
     printf("}");
 }
 
+size_t peers_count(bool (*selected)(const char *workload))
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NPEERS; i++)
+        n += selected(peers[i].workload);
+    return n;
+}
+
 int peers_run(bool (*selected)(const char *workload), bool quick, int reps, bool json)
 {
     static peer_result_t res[NPEERS];

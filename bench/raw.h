@@ -46,8 +46,9 @@ int raw_fork_join(int *code);
 int raw_spawn_join(int *code);
 
 /* Two processes hand a token back and forth count times through a pair of
- * process-shared semaphores (sem_t in shared memory on POSIX); *us is the
- * time of one round trip. BENCH_SKIP where not written. */
+ * process-shared semaphores (sem_t in shared memory on POSIX, semaphore
+ * objects inherited by a started child on Windows); *us is the time of
+ * one round trip. */
 int raw_sem_pingpong(long count, double *us);
 /* Untimed round trips before the clock starts, on both sides of W9. */
 #define RAW_WARM_ROUNDS 100

@@ -21,6 +21,10 @@
 typedef struct {
     void *ctx, *sock;
     char endpoint[128];
+    /* The parent closes it once it has every message: the child stays
+     * until then, since a PULL socket may drop what is queued from a peer
+     * that has gone. */
+    int done;
 } zend_t;
 
 static int zopen(zend_t *z, int type, bool bind, const char *endpoint)
@@ -67,7 +71,7 @@ typedef enum { Z_ECHO, Z_PUSH } zrole_t;
 
 /* The child: echoes on a PAIR, or pushes total messages of n bytes, each
  * carrying its sequence number at its start. */
-static int child(zrole_t role, const char *endpoint, long total, size_t n)
+static int child(zrole_t role, const char *endpoint, long total, size_t n, int done)
 {
     zend_t z = {0};
     int code = 0;
@@ -88,6 +92,9 @@ static int child(zrole_t role, const char *endpoint, long total, size_t n)
         int forever = -1;
         zmq_setsockopt(z.sock, ZMQ_LINGER, &forever, sizeof forever);
     }
+    char c;
+    while (read(done, &c, 1) < 0 && errno == EINTR)
+        ;
     zclose(&z);
     free(buf);
     return code;
@@ -101,10 +108,21 @@ static int start(zrole_t role, int type, long total, size_t n, zend_t *z, pid_t 
         zclose(z);
         return bench_fail("zmq bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
     }
+    int done[2];
+    if (pipe(done) < 0) {
+        zclose(z);
+        return bench_fail("pipe: %s", strerror(errno));
+    }
     fflush(NULL);
     *pid = fork();
-    if (*pid == 0) _exit(child(role, endpoint, total, n));
+    if (*pid == 0) {
+        close(done[1]);
+        _exit(child(role, endpoint, total, n, done[0]));
+    }
+    close(done[0]);
+    z->done = done[1];
     if (*pid < 0) {
+        close(z->done);
         zclose(z);
         return bench_fail("fork: %s", strerror(errno));
     }
@@ -113,6 +131,7 @@ static int start(zrole_t role, int type, long total, size_t n, zend_t *z, pid_t 
 
 static int finish(zend_t *z, pid_t pid, int rc)
 {
+    close(z->done);
     zclose(z);
     unlink(z->endpoint + strlen("ipc://"));
     int st = 0;
