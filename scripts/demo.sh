@@ -17,7 +17,7 @@ build() {
   cmake --build --preset "$preset" | awk '
     /^\[[0-9]+\/[0-9]+\]/ {
       split(substr($1, 2, length($1) - 2), n, "/")
-      if (n[1] % 20 == 0 || n[1] == n[2]) { print "    " n[1] " of " n[2] " build steps done"; fflush() }
+      if (n[1] > 0 && (n[1] % 20 == 0 || n[1] == n[2])) { print "    " n[1] " of " n[2] " build steps done"; fflush() }
       next
     }
     { print; fflush() }'
