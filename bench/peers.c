@@ -64,8 +64,8 @@ static const bench_peer_t peers[] = {
      "process-fork", NULL, 30, 10},
     {"cpython-spawn", "w7-spawn", "CPython Process start + join, spawn", "ms/process", false,
      "process-spawn", NULL, 5, 2},
-    {"cpython-manager-dict", "w8", "CPython Manager().dict() set+get from a child", "ops/s",
-     false, "manager-dict", NULL, 1000, 300},
+    {"cpython-manager-dict", "w8", "CPython Manager().dict() set+get from a child", "ops/s", false,
+     "manager-dict", NULL, 1000, 300},
 };
 #define NPEERS (sizeof peers / sizeof peers[0])
 

@@ -23,8 +23,13 @@ static int write_seed(const char *dir, const char *sub, const char *name, uint8_
 
 static int launch_seed(const char *dir, const char *name, mp_args_t *a)
 {
-    mp__launch_t l = {.name = "Process-1", .parent = 4242, .daemon = true,
-                      .module = "/usr/bin/example", .offset = 4096, .ident = 77, .args = a};
+    mp__launch_t l = {.name = "Process-1",
+                      .parent = 4242,
+                      .daemon = true,
+                      .module = "/usr/bin/example",
+                      .offset = 4096,
+                      .ident = 77,
+                      .args = a};
     mp__wbuf_t w = {0};
     mp__ostab_t t = {0};
     int rc = mp__launch_pack(&l, &w, &t);
@@ -115,6 +120,7 @@ int main(int argc, char **argv)
     mp_lock_free(l);
     mp_conn_free(c1);
     mp_conn_free(c2);
-    if (bad) fprintf(stderr, "make_seeds: some seeds were not written: %s\n", mp_last_error_detail());
+    if (bad)
+        fprintf(stderr, "make_seeds: some seeds were not written: %s\n", mp_last_error_detail());
     return bad;
 }
