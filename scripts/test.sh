@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the native build under the fork and the spawn start
-# methods, the same in portable-POSIX mode and under AddressSanitizer + UBSan,
-# valgrind, TSan and fuzz passes, then the MinGW-w64 build under Wine. Prints each suite's summary.
+# methods, the same in portable-POSIX mode and under AddressSanitizer +
+# UBSan, valgrind, TSan and fuzz passes, then the MinGW-w64 build under
+# Wine. Prints each suite's summary.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
