@@ -26,7 +26,7 @@ unix=$(cd "$(dirname "$1")" && pwd)/$exe
 win=$(printf '%s' "$unix" | tr / '\\')
 win="Z:$win"
 for p in $(pgrep -f "$exe"); do
-  args=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+  args=$( { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null) || continue
   case $args in
     *wine-run.sh*) continue ;;
     "$unix"* | "$win"*) ;;
