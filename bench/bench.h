@@ -85,6 +85,20 @@ int w6_raw(long count, double *value);
 /* w_lock.c */
 int w9_mproc(long count, double *value);
 int w9_raw(long count, double *value);
+int w11_mproc(long count, double *value);
+int w11_raw(long count, double *value);
+/* w_pool.c: pool create + close + join */
+int w12_fork_mproc(long count, double *value);
+int w12_fork_raw(long count, double *value);
+int w12_spawn_mproc(long count, double *value);
+int w12_spawn_raw(long count, double *value);
+/* w_listener.c */
+int w10_tcp_mproc(long count, double *value);
+int w10_tcp_raw(long count, double *value);
+int w10_unix_mproc(long count, double *value);
+int w10_unix_raw(long count, double *value);
+int w10_connect_mproc(long count, double *value);
+int w10_connect_raw(long count, double *value);
 
 /* The median of mproc's side of a workload that ran, and its unit. */
 bool bench_result_median(const char *workload, const char **unit, double *median);

@@ -64,6 +64,22 @@ static const bench_workload_t workloads[] = {
      w8_4x_mproc, w8_4x_one, "the same with one client process (mproc, not the OS)"},
     {"w9", "lock handoff, ping-pong through two semaphores", "us/round trip", false, 1.3, 30000,
      3000, w9_mproc, w9_raw, "two process-shared semaphores: sem_t (futex) / kernel semaphores"},
+    {"w10-tcp", "Listener/Client ping-pong, 64 B, TCP loopback + authkey", "us/round trip", false,
+     1.15, 30000, 3000, w10_tcp_mproc, w10_tcp_raw,
+     "the same framing over a raw TCP loopback socket (POSIX)"},
+    {"w10-unix", "Listener/Client ping-pong, 64 B, unix socket", "us/round trip", false, 1.15,
+     30000, 3000, w10_unix_mproc, w10_unix_raw,
+     "the same framing over a raw AF_UNIX socket bound to a path"},
+    {"w10-connect", "Client connect + authkey handshake, TCP loopback", "us/connection", false, 0,
+     1000, 100, w10_connect_mproc, w10_connect_raw,
+     "a raw TCP connect, accepted and answered with one byte"},
+    {"w11", "Lock acquire + release, uncontended", "ns/pair", false, 1.5, 5000000, 500000,
+     w11_mproc, w11_raw, "a robust process-shared pthread mutex (POSIX) / kernel mutex (Windows)"},
+    {"w12-fork", "pool create + close + join, 2 workers, fork", "ms/pool", false, 1.5, 300, 40,
+     w12_fork_mproc, w12_fork_raw, "fork + _exit(0) of 2 children, then waitpid of both"},
+    {"w12-spawn", "pool create + close + join, 2 workers, spawn", "ms/pool", false, 2.0, 150, 20,
+     w12_spawn_mproc, w12_spawn_raw,
+     "posix_spawn / CreateProcess of 2 children of this executable, then wait for both"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
