@@ -48,6 +48,9 @@ int bench_fail(const char *fmt, ...)
 /* bench_fail with mproc's error name and detail appended. */
 int bench_fail_mp(int rc, const char *what);
 const char *bench_error(void);
+/* Records why a workload cannot run here (shown instead of the generic
+ * "not available on this platform"); returns BENCH_SKIP. */
+int bench_skip(const char *why);
 
 /* The workloads (w_pipe.c, w_process.c). */
 int w1_mproc(long count, double *value);

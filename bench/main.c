@@ -84,6 +84,7 @@ static const bench_workload_t workloads[] = {
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
 static char error_text[1024];
+static char skip_text[160];
 
 int bench_fail(const char *fmt, ...)
 {
@@ -97,6 +98,12 @@ int bench_fail(const char *fmt, ...)
 int bench_fail_mp(int rc, const char *what)
 {
     return bench_fail("%s: %s: %s", what, mp_err_name(rc), mp_last_error_detail());
+}
+
+int bench_skip(const char *why)
+{
+    snprintf(skip_text, sizeof skip_text, "%s", why);
+    return BENCH_SKIP;
 }
 
 const char *bench_error(void)
@@ -128,6 +135,7 @@ typedef struct {
     long count;
     int reps;
     bool skipped;
+    char why[sizeof skip_text]; /* when skipped */
     double mproc[MAX_REPS], raw[MAX_REPS], ratio[MAX_REPS];
     stats_t m, r, q;
 } result_t;
@@ -163,18 +171,26 @@ static int calibrate(const bench_workload_t *w, long max, double budget, long *c
     return 0;
 }
 
+static void mark_skipped(result_t *res)
+{
+    res->skipped = true;
+    snprintf(res->why, sizeof res->why, "%s",
+             skip_text[0] ? skip_text : "not available on this platform");
+}
+
 /* Runs w; 0, BENCH_SKIP, or BENCH_FAIL after saying what went wrong. */
 static int run(const bench_workload_t *w, long max, double budget, int reps, result_t *res)
 {
     memset(res, 0, sizeof *res);
     res->w = w;
     res->reps = reps;
+    skip_text[0] = 0;
     int rc = calibrate(w, max, budget, &res->count);
-    if (rc == BENCH_SKIP) res->skipped = true;
+    if (rc == BENCH_SKIP) mark_skipped(res);
     if (rc) return rc;
     for (int i = 0; i < reps; i++) {
         rc = w->mproc(res->count, &res->mproc[i]);
-        if (rc == BENCH_SKIP) res->skipped = true;
+        if (rc == BENCH_SKIP) mark_skipped(res);
         if (rc) return rc == BENCH_SKIP ? rc : failed(w, "mproc", i + 1);
         rc = w->raw(res->count, &res->raw[i]);
         if (rc) return failed(w, "raw", i + 1);
@@ -194,7 +210,7 @@ static void print_human(const result_t *res)
 {
     const bench_workload_t *w = res->w;
     if (res->skipped) {
-        printf("%-9s %s\n          skipped: not available on this platform\n\n", w->name, w->title);
+        printf("%-9s %s\n          skipped: %s\n\n", w->name, w->title, res->why);
         return;
     }
     printf("%-9s %s  [%s, %s is better; %ld per repetition]\n", w->name, w->title, w->unit,
@@ -234,7 +250,7 @@ static void print_json(const result_t *res, size_t n, bool quick, int reps)
                i ? "," : "", w->name, w->title, w->unit, w->higher_is_better ? "higher" : "lower",
                res[i].count, w->floor);
         if (res[i].skipped) {
-            printf("\"skipped\": true}");
+            printf("\"skipped\": true, \"skip_reason\": \"%s\"}", res[i].why);
             continue;
         }
         json_values("mproc", res[i].mproc, res[i].reps, res[i].m);

@@ -81,7 +81,7 @@ int raw_tcp_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
     (void)role;
     (void)s;
     (void)c;
-    return BENCH_SKIP;
+    return bench_skip("no raw TCP floor in the Windows build (raw_win32.c has no Winsock)");
 }
 
 int raw_unix_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
@@ -89,7 +89,7 @@ int raw_unix_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
     (void)role;
     (void)s;
     (void)c;
-    return BENCH_SKIP;
+    return bench_skip("unix socket addresses are POSIX only");
 }
 
 int raw_tcp_connects(long count, long warm, double *us)
@@ -97,7 +97,7 @@ int raw_tcp_connects(long count, long warm, double *us)
     (void)count;
     (void)warm;
     (void)us;
-    return BENCH_SKIP;
+    return bench_skip("no raw TCP floor in the Windows build (raw_win32.c has no Winsock)");
 }
 
 int raw_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
@@ -251,7 +251,7 @@ int raw_sem_pingpong(long count, double *us)
 int raw_fork_join(int *code)
 {
     (void)code;
-    return BENCH_SKIP;
+    return bench_skip("Windows has no fork");
 }
 
 int raw_spawn_join(int *code)
@@ -265,7 +265,7 @@ int raw_fork_join_n(int n, int *code)
 {
     (void)n;
     (void)code;
-    return BENCH_SKIP;
+    return bench_skip("Windows has no fork");
 }
 
 int raw_spawn_join_n(int n, int *code)
