@@ -48,6 +48,9 @@ int bench_fail(const char *fmt, ...)
 /* bench_fail with mproc's error name and detail appended. */
 int bench_fail_mp(int rc, const char *what);
 const char *bench_error(void);
+/* Records why a workload cannot run here (shown instead of the generic
+ * "not available on this platform"); returns BENCH_SKIP. */
+int bench_skip(const char *why);
 
 /* The workloads (w_pipe.c, w_process.c). */
 int w1_mproc(long count, double *value);
@@ -85,6 +88,20 @@ int w6_raw(long count, double *value);
 /* w_lock.c */
 int w9_mproc(long count, double *value);
 int w9_raw(long count, double *value);
+int w11_mproc(long count, double *value);
+int w11_raw(long count, double *value);
+/* w_pool.c: pool create + close + join */
+int w12_fork_mproc(long count, double *value);
+int w12_fork_raw(long count, double *value);
+int w12_spawn_mproc(long count, double *value);
+int w12_spawn_raw(long count, double *value);
+/* w_listener.c */
+int w10_tcp_mproc(long count, double *value);
+int w10_tcp_raw(long count, double *value);
+int w10_unix_mproc(long count, double *value);
+int w10_unix_raw(long count, double *value);
+int w10_connect_mproc(long count, double *value);
+int w10_connect_raw(long count, double *value);
 
 /* The median of mproc's side of a workload that ran, and its unit. */
 bool bench_result_median(const char *workload, const char **unit, double *median);

@@ -64,10 +64,27 @@ static const bench_workload_t workloads[] = {
      w8_4x_mproc, w8_4x_one, "the same with one client process (mproc, not the OS)"},
     {"w9", "lock handoff, ping-pong through two semaphores", "us/round trip", false, 1.3, 30000,
      3000, w9_mproc, w9_raw, "two process-shared semaphores: sem_t (futex) / kernel semaphores"},
+    {"w10-tcp", "Listener/Client ping-pong, 64 B, TCP loopback + authkey", "us/round trip", false,
+     1.15, 30000, 3000, w10_tcp_mproc, w10_tcp_raw,
+     "the same framing over a raw TCP loopback socket (POSIX)"},
+    {"w10-unix", "Listener/Client ping-pong, 64 B, unix socket", "us/round trip", false, 1.15,
+     30000, 3000, w10_unix_mproc, w10_unix_raw,
+     "the same framing over a raw AF_UNIX socket bound to a path"},
+    {"w10-connect", "Client connect + authkey handshake, TCP loopback", "us/connection", false, 0,
+     1000, 100, w10_connect_mproc, w10_connect_raw,
+     "a raw TCP connect, accepted and answered with one byte"},
+    {"w11", "Lock acquire + release, uncontended", "ns/pair", false, 1.5, 5000000, 500000,
+     w11_mproc, w11_raw, "a robust process-shared pthread mutex (POSIX) / kernel mutex (Windows)"},
+    {"w12-fork", "pool create + close + join, 2 workers, fork", "ms/pool", false, 1.5, 300, 40,
+     w12_fork_mproc, w12_fork_raw, "fork + _exit(0) of 2 children, then waitpid of both"},
+    {"w12-spawn", "pool create + close + join, 2 workers, spawn", "ms/pool", false, 2.0, 150, 20,
+     w12_spawn_mproc, w12_spawn_raw,
+     "posix_spawn / CreateProcess of 2 children of this executable, then wait for both"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
 static char error_text[1024];
+static char skip_text[160];
 
 int bench_fail(const char *fmt, ...)
 {
@@ -81,6 +98,12 @@ int bench_fail(const char *fmt, ...)
 int bench_fail_mp(int rc, const char *what)
 {
     return bench_fail("%s: %s: %s", what, mp_err_name(rc), mp_last_error_detail());
+}
+
+int bench_skip(const char *why)
+{
+    snprintf(skip_text, sizeof skip_text, "%s", why);
+    return BENCH_SKIP;
 }
 
 const char *bench_error(void)
@@ -112,6 +135,7 @@ typedef struct {
     long count;
     int reps;
     bool skipped;
+    char why[sizeof skip_text]; /* when skipped */
     double mproc[MAX_REPS], raw[MAX_REPS], ratio[MAX_REPS];
     stats_t m, r, q;
 } result_t;
@@ -147,18 +171,26 @@ static int calibrate(const bench_workload_t *w, long max, double budget, long *c
     return 0;
 }
 
+static void mark_skipped(result_t *res)
+{
+    res->skipped = true;
+    snprintf(res->why, sizeof res->why, "%s",
+             skip_text[0] ? skip_text : "not available on this platform");
+}
+
 /* Runs w; 0, BENCH_SKIP, or BENCH_FAIL after saying what went wrong. */
 static int run(const bench_workload_t *w, long max, double budget, int reps, result_t *res)
 {
     memset(res, 0, sizeof *res);
     res->w = w;
     res->reps = reps;
+    skip_text[0] = 0;
     int rc = calibrate(w, max, budget, &res->count);
-    if (rc == BENCH_SKIP) res->skipped = true;
+    if (rc == BENCH_SKIP) mark_skipped(res);
     if (rc) return rc;
     for (int i = 0; i < reps; i++) {
         rc = w->mproc(res->count, &res->mproc[i]);
-        if (rc == BENCH_SKIP) res->skipped = true;
+        if (rc == BENCH_SKIP) mark_skipped(res);
         if (rc) return rc == BENCH_SKIP ? rc : failed(w, "mproc", i + 1);
         rc = w->raw(res->count, &res->raw[i]);
         if (rc) return failed(w, "raw", i + 1);
@@ -178,7 +210,7 @@ static void print_human(const result_t *res)
 {
     const bench_workload_t *w = res->w;
     if (res->skipped) {
-        printf("%-9s %s\n          skipped: not available on this platform\n\n", w->name, w->title);
+        printf("%-9s %s\n          skipped: %s\n\n", w->name, w->title, res->why);
         return;
     }
     printf("%-9s %s  [%s, %s is better; %ld per repetition]\n", w->name, w->title, w->unit,
@@ -218,7 +250,7 @@ static void print_json(const result_t *res, size_t n, bool quick, int reps)
                i ? "," : "", w->name, w->title, w->unit, w->higher_is_better ? "higher" : "lower",
                res[i].count, w->floor);
         if (res[i].skipped) {
-            printf("\"skipped\": true}");
+            printf("\"skipped\": true, \"skip_reason\": \"%s\"}", res[i].why);
             continue;
         }
         json_values("mproc", res[i].mproc, res[i].reps, res[i].m);

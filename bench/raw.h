@@ -30,6 +30,14 @@ int raw_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c);
 /* The same over a TCP loopback connection (Nagle off on both ends).
  * BENCH_SKIP where the bench has no raw TCP (Windows). */
 int raw_tcp_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c);
+/* The same over an AF_UNIX stream socket bound to a path (the kind a
+ * "unix:" listener uses). BENCH_SKIP on Windows. */
+int raw_unix_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c);
+/* A child connects over TCP loopback warm + count times, and this process
+ * accepts each and answers it one byte (the connection's number), which
+ * the child checks before it closes: *us is the time per connection
+ * after warm of them. BENCH_SKIP where the bench has no raw TCP. */
+int raw_tcp_connects(long count, long warm, double *us);
 /* Waits for the child to end and frees it; *code is its exit status. */
 int raw_child_join(raw_child_t *c, int *code);
 void raw_stream_close(raw_stream_t *s);
@@ -44,6 +52,18 @@ int raw_read(raw_stream_t *s, void *buf, size_t cap, size_t *got);
 int raw_fork_join(int *code);
 /* Starts this executable with RAW_CHILD_FLAG (it exits at once) and waits. */
 int raw_spawn_join(int *code);
+/* The same two with n children started before any is waited for; *code is
+ * the first nonzero exit status, or 0. */
+int raw_fork_join_n(int n, int *code);
+int raw_spawn_join_n(int n, int *code);
+/* The most children raw_*_join_n start at once. */
+#define RAW_MAX_CHILDREN 16
+
+/* count uncontended acquire + release pairs of a process-shared lock
+ * (a robust process-shared pthread mutex in shared memory on POSIX, a
+ * kernel mutex object on Windows); *ns per pair. *held counts the
+ * critical sections entered, for the caller to check. */
+int raw_mutex_loop(long count, double *ns, long *held);
 
 /* Two processes hand a token back and forth count times through a pair of
  * process-shared semaphores (sem_t in shared memory on POSIX, semaphore

@@ -81,7 +81,23 @@ int raw_tcp_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
     (void)role;
     (void)s;
     (void)c;
-    return BENCH_SKIP;
+    return bench_skip("no raw TCP floor in the Windows build (raw_win32.c has no Winsock)");
+}
+
+int raw_unix_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
+{
+    (void)role;
+    (void)s;
+    (void)c;
+    return bench_skip("unix socket addresses are POSIX only");
+}
+
+int raw_tcp_connects(long count, long warm, double *us)
+{
+    (void)count;
+    (void)warm;
+    (void)us;
+    return bench_skip("no raw TCP floor in the Windows build (raw_win32.c has no Winsock)");
 }
 
 int raw_child_start(raw_role_t role, raw_stream_t **s, raw_child_t **c)
@@ -235,7 +251,7 @@ int raw_sem_pingpong(long count, double *us)
 int raw_fork_join(int *code)
 {
     (void)code;
-    return BENCH_SKIP;
+    return bench_skip("Windows has no fork");
 }
 
 int raw_spawn_join(int *code)
@@ -243,6 +259,52 @@ int raw_spawn_join(int *code)
     HANDLE proc;
     int rc = start_self(L"", FALSE, &proc);
     return rc ? rc : wait_proc(proc, code);
+}
+
+int raw_fork_join_n(int n, int *code)
+{
+    (void)n;
+    (void)code;
+    return bench_skip("Windows has no fork");
+}
+
+int raw_spawn_join_n(int n, int *code)
+{
+    HANDLE proc[RAW_MAX_CHILDREN];
+    int started = 0, rc = 0;
+    for (; !rc && started < n && started < RAW_MAX_CHILDREN; started++)
+        rc = start_self(L"", FALSE, &proc[started]);
+    if (rc) started--;
+    *code = 0;
+    for (int i = 0; i < started; i++) {
+        int c = 0, w = wait_proc(proc[i], &c);
+        if (!rc) rc = w;
+        if (!*code) *code = c;
+    }
+    return rc;
+}
+
+/* A kernel mutex object: what a Windows process shares to lock across
+ * processes, and it reports an owner's death (WAIT_ABANDONED). */
+int raw_mutex_loop(long count, double *ns, long *held)
+{
+    HANDLE m = CreateMutexW(NULL, FALSE, NULL);
+    if (!m) return bench_fail("CreateMutexW failed (%lu)", GetLastError());
+    int rc = 0;
+    volatile long inside = 0;
+    uint64_t t0 = raw_now_ns();
+    for (long i = 0; !rc && i < count; i++) {
+        if (WaitForSingleObject(m, INFINITE) != WAIT_OBJECT_0) {
+            rc = bench_fail("WaitForSingleObject(mutex) failed (%lu)", GetLastError());
+            break;
+        }
+        inside = inside + 1;
+        if (!ReleaseMutex(m)) rc = bench_fail("ReleaseMutex failed (%lu)", GetLastError());
+    }
+    *ns = (double)(raw_now_ns() - t0) / (double)count;
+    *held = inside;
+    CloseHandle(m);
+    return rc;
 }
 
 int raw_child_main(int argc, char **argv)

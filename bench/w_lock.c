@@ -88,3 +88,53 @@ int w9_raw(long count, double *value)
 {
     return raw_sem_pingpong(count, value);
 }
+
+/* ---- W11: uncontended Lock acquire + release ---- */
+
+#define W11_WARM 1000
+
+/* The lock must be free after the loop and every critical section must
+ * have run: a try-acquire at the end proves the first, a counter the
+ * second. */
+static int lock_loop(mp_lock_t *l, long count, long *held)
+{
+    volatile long inside = 0;
+    for (long i = 0; i < count; i++) {
+        int rc = mp_lock_acquire(l, MP_FOREVER);
+        if (rc) return bench_fail_mp(rc, "mp_lock_acquire");
+        inside = inside + 1;
+        rc = mp_lock_release(l);
+        if (rc) return bench_fail_mp(rc, "mp_lock_release");
+    }
+    *held = inside;
+    return 0;
+}
+
+/* ns per acquire + release of a Lock no other thread or process wants. */
+int w11_mproc(long count, double *value)
+{
+    mp_lock_t *l;
+    int rc = mp_lock_create(&l);
+    if (rc) return bench_fail_mp(rc, "mp_lock_create");
+    long held = 0;
+    rc = lock_loop(l, W11_WARM, &held);
+    uint64_t t0 = raw_now_ns();
+    if (!rc) rc = lock_loop(l, count, &held);
+    *value = (double)(raw_now_ns() - t0) / (double)count;
+    if (!rc && held != count) rc = bench_fail("mproc: %ld critical sections of %ld", held, count);
+    if (!rc) {
+        int trc = mp_lock_acquire(l, 0);
+        if (!trc) trc = mp_lock_release(l);
+        if (trc) rc = bench_fail_mp(trc, "mproc: the lock is not free after the loop");
+    }
+    mp_lock_free(l);
+    return rc;
+}
+
+int w11_raw(long count, double *value)
+{
+    long held = 0;
+    int rc = raw_mutex_loop(count, value, &held);
+    if (!rc && held != count) rc = bench_fail("raw: %ld critical sections of %ld", held, count);
+    return rc;
+}

@@ -250,3 +250,71 @@ int w6_raw(long count, double *value)
     free(r);
     return rc;
 }
+
+/* ---- W12: pool create + close + join ---- */
+
+#define W12_WARM 2
+
+/* One pool of POOL_WORKERS started, closed and joined: join returns only
+ * after every worker has exited, so the workers really ran. */
+static int pool_cycle(mp_start_method_t m)
+{
+    mp_pool_opts_t o = {.processes = POOL_WORKERS, .start_method = m};
+    mp_pool_t *p;
+    int rc = mp_pool_create(&p, &o);
+    if (rc) return rc == MP_ENOSYS ? BENCH_SKIP : bench_fail_mp(rc, "mp_pool_create");
+    rc = mp_pool_close(p);
+    if (rc) rc = bench_fail_mp(rc, "mp_pool_close");
+    if (!rc) {
+        rc = mp_pool_join(p, MP_FOREVER);
+        if (rc) rc = bench_fail_mp(rc, "mp_pool_join");
+    }
+    mp_pool_free(p);
+    return rc;
+}
+
+static int raw_cycle(bool fork_it)
+{
+    int code = -1;
+    int rc = fork_it ? raw_fork_join_n(POOL_WORKERS, &code) : raw_spawn_join_n(POOL_WORKERS, &code);
+    if (rc) return rc;
+    return code ? bench_fail("a raw child exited with %d", code) : 0;
+}
+
+static int cycle(bool mproc, bool fork_it)
+{
+    return mproc ? pool_cycle(fork_it ? MP_START_FORK : MP_START_SPAWN) : raw_cycle(fork_it);
+}
+
+/* ms per pool (or per group of POOL_WORKERS raw children). */
+static int per_pool(bool mproc, bool fork_it, long count, double *value)
+{
+    int rc = 0;
+    for (int i = 0; !rc && i < W12_WARM; i++)
+        rc = cycle(mproc, fork_it);
+    uint64_t t0 = raw_now_ns();
+    for (long i = 0; !rc && i < count; i++)
+        rc = cycle(mproc, fork_it);
+    *value = (double)(raw_now_ns() - t0) / 1e6 / (double)count;
+    return rc;
+}
+
+int w12_fork_mproc(long count, double *value)
+{
+    return per_pool(true, true, count, value);
+}
+
+int w12_fork_raw(long count, double *value)
+{
+    return per_pool(false, true, count, value);
+}
+
+int w12_spawn_mproc(long count, double *value)
+{
+    return per_pool(true, false, count, value);
+}
+
+int w12_spawn_raw(long count, double *value)
+{
+    return per_pool(false, false, count, value);
+}

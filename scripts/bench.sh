@@ -61,7 +61,7 @@ print("\n%-10s %-14s %12s %12s %10s  %s" % ("workload", "unit", "mproc", "raw", 
 with open(sys.argv[2], "w") as dat:
     for w in r["workloads"]:
         if w.get("skipped"):
-            print("%-10s skipped: not available on this platform" % w["name"])
+            print("%-10s skipped: %s" % (w["name"], w.get("skip_reason", "not available on this platform")))
             continue
         t = "%s %.2f %s" % (w["target_op"], w["target"], "PASS" if w["pass"] else "MISS") if "target" in w else "-"
         print("%-10s %-14s %12.4g %12.4g %10.3f  %s" % (w["name"], w["unit"], w["mproc"]["median"],
