@@ -16,6 +16,23 @@
 #define BENCH_PRINTF_FORMAT printf
 #endif
 
+/* Little-endian 64-bit stamps in messages and items, so both sides of a
+ * workload agree whatever the host (compilers turn these into one load or
+ * store). */
+static inline void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
 /* What a side of a workload returns besides 0. */
 #define BENCH_FAIL (-1) /* a wrong answer or a failed call; see bench_error() */
 #define BENCH_SKIP 1    /* not available on this platform */

@@ -17,20 +17,6 @@
 #define CLIENTS 4
 #define MSG (16 + VAL) /* a raw request: about a key and a value */
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* One set and one get of client's key i, the value stamped with i. */
 static int set_get(mp_dict_t *d, int client, long i)
 {

@@ -41,20 +41,6 @@ static size_t stamp_offsets(size_t n, size_t off[3])
     return 3;
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 static void bulk_stamp(uint8_t *p, size_t n, uint64_t seq)
 {
     size_t off[3];

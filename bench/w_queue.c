@@ -43,18 +43,6 @@ static uint64_t mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 static uint64_t sum_of(const uint8_t *p, size_t n)
 {
     uint64_t h = 0x9e3779b97f4a7c15u;
