@@ -185,6 +185,23 @@ static wchar_t *command_line(const wchar_t *exe, HANDLE boot)
     return cmd;
 }
 
+/* Wine reports ERROR_INTERNAL_ERROR when the new process died before it
+ * finished starting (seen under load while other children were being
+ * killed). None of the child's code ran -- it would still be waiting for its
+ * bootstrap -- so starting it again is safe; a persistent failure is still
+ * reported. */
+static int create_with_retry(const wchar_t *exe, wchar_t *cmd, STARTUPINFOEXW *si,
+                             PROCESS_INFORMATION *pi)
+{
+    for (int attempt = 0;; attempt++) {
+        if (CreateProcessW(exe, cmd, NULL, NULL, TRUE, EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
+                           &si->StartupInfo, pi))
+            return 0;
+        if (GetLastError() != ERROR_INTERNAL_ERROR || attempt == 4)
+            return mp__fail_os("CreateProcessW");
+    }
+}
+
 static int create_process(const wchar_t *exe, HANDLE boot, PROCESS_INFORMATION *pi)
 {
     wchar_t *cmd = command_line(exe, boot);
@@ -208,9 +225,7 @@ static int create_process(const wchar_t *exe, HANDLE boot, PROCESS_INFORMATION *
     if (!rc && !UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
                                           list, nlist * sizeof *list, NULL, NULL))
         rc = mp__fail_os("UpdateProcThreadAttribute");
-    if (!rc && !CreateProcessW(exe, cmd, NULL, NULL, TRUE, EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
-                               &si.StartupInfo, pi))
-        rc = mp__fail_os("CreateProcessW");
+    if (!rc) rc = create_with_retry(exe, cmd, &si, pi);
     if (si.lpAttributeList) {
         DeleteProcThreadAttributeList(si.lpAttributeList);
         free(si.lpAttributeList);
