@@ -57,7 +57,13 @@ static int start_self(const wchar_t *extra, BOOL inherit, HANDLE *proc)
     memset(&si, 0, sizeof si);
     si.cb = sizeof si;
     PROCESS_INFORMATION pi;
-    BOOL ok = CreateProcessW(exe, cmd, NULL, NULL, inherit, 0, NULL, NULL, &si, &pi);
+    /* Wine fails a start now and then with ERROR_INTERNAL_ERROR (the new
+     * process died before it ran any of its code): try again. */
+    BOOL ok = FALSE;
+    for (int attempt = 0; !ok && attempt < 5; attempt++) {
+        ok = CreateProcessW(exe, cmd, NULL, NULL, inherit, 0, NULL, NULL, &si, &pi);
+        if (!ok && GetLastError() != ERROR_INTERNAL_ERROR) break;
+    }
     free(cmd);
     if (!ok) return bench_fail("CreateProcessW failed (%lu)", GetLastError());
     CloseHandle(pi.hThread);

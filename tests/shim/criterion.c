@@ -304,9 +304,16 @@ static bool start_child(const struct criterion_test *t, HANDLE *job, PROCESS_INF
     li.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
     ok = *job && SetInformationJobObject(*job, JobObjectExtendedLimitInformation, &li, sizeof li);
     /* Suspended until it is in the job, so that all it starts is too. */
-    ok = ok && CreateProcessW(exe, cmd, NULL, NULL, nlist > 0,
-                              CREATE_SUSPENDED | EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
-                              &si.StartupInfo, pi);
+    /* Wine fails a start now and then with ERROR_INTERNAL_ERROR (the new
+     * process died before it ran any of its code): try again. */
+    bool started = false;
+    for (int attempt = 0; ok && !started && attempt < 5; attempt++) {
+        started = CreateProcessW(exe, cmd, NULL, NULL, nlist > 0,
+                                 CREATE_SUSPENDED | EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
+                                 &si.StartupInfo, pi);
+        if (!started && GetLastError() != ERROR_INTERNAL_ERROR) break;
+    }
+    ok = started;
     if (ok && !AssignProcessToJobObject(*job, pi->hProcess)) {
         TerminateProcess(pi->hProcess, 1);
         CloseHandle(pi->hProcess);
