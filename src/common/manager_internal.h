@@ -204,7 +204,8 @@ const char *mp__mclient_address(const mp__mclient_t *cl);
  * carry integers with an error) and the caller releases it. */
 int mp__mclient_call(mp__mclient_t *cl, const mp__mreq_t *rq, mp__mrep_t *rp);
 /* 0 while the server runs; MP_ECLOSED after a shutdown, MP_EOF once it
- * died (noticed within a millisecond). Cheap: meant for every local call. */
+ * died (noticed within 32 calls or a second). Cheap: meant for every
+ * local call. */
 int mp__mclient_alive(mp__mclient_t *cl);
 /* Packs / unpacks a client reference (address, key, liveness segment). */
 int mp__mclient_pack(mp__mclient_t *cl, mp__wbuf_t *w, mp__ostab_t *t);
