@@ -41,6 +41,7 @@ enum {
     MP__M_L_ITEMS = 0x25,
     MP__M_LK_ACQUIRE = 0x30,
     MP__M_LK_RELEASE = 0x31,
+    MP__M_LK_DROP = 0x32,
     MP__M_SEM_ACQUIRE = 0x38,
     MP__M_SEM_RELEASE = 0x39,
     MP__M_SEM_VALUE = 0x3a,

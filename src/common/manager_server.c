@@ -494,6 +494,16 @@ static int lock_release(obj_t *o, uint64_t cid, uint64_t tid)
     return 0;
 }
 
+/* A proxy freed by a thread that holds the lock: released at every depth,
+ * as freeing an ordinary lock its holder holds releases it. Nothing to do
+ * for a thread that does not hold it. */
+static void lock_drop(obj_t *o, uint64_t cid, uint64_t tid)
+{
+    if (o->owner_thread != tid || o->owner_client != cid) return;
+    o->depth = 1;
+    lock_release(o, cid, tid);
+}
+
 /* ---- queues ---- */
 
 static int queue_put(mp__msrv_t *srv, session_t *ss, obj_t *o, const mp__mreq_t *rq)
@@ -568,6 +578,9 @@ static int sync_call(mp__msrv_t *srv, session_t *ss, obj_t *o, const mp__mreq_t 
         break;
     case MP__M_LK_RELEASE:
         rc = lock_release(o, ss->client_id, (uint64_t)rq->i[1]);
+        break;
+    case MP__M_LK_DROP:
+        lock_drop(o, ss->client_id, (uint64_t)rq->i[1]);
         break;
     case MP__M_SEM_ACQUIRE:
         while (!rc && !o->value) {
