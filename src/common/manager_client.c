@@ -169,6 +169,15 @@ void mp__mclient_close(mp__mclient_t *cl)
 {
     atomic_store(&cl->closed, 1);
     unlist(cl);
+    /* Idle connections close now, so the server's sessions for them end
+     * before it exits rather than with it; busy ones close when their
+     * call returns them. */
+    mp__mutex_lock(cl->mu);
+    bool mine = cl->pid == mp__os_getpid();
+    for (size_t i = 0; mine && i < cl->nidle; i++)
+        mp_conn_free(cl->idle[i]);
+    if (mine) cl->nidle = 0;
+    mp__mutex_unlock(cl->mu);
 }
 
 static int gone(mp__mclient_t *cl, const char *why)
@@ -314,8 +323,8 @@ static int take_conn(mp__mclient_t *cl, mp_conn_t **out)
 static void give_conn(mp__mclient_t *cl, mp_conn_t *c)
 {
     mp__mutex_lock(cl->mu);
-    bool keep = true;
-    if (cl->nidle == cl->cap) {
+    bool keep = !atomic_load(&cl->closed);
+    if (keep && cl->nidle == cl->cap) {
         size_t cap = cl->cap ? cl->cap * 2 : 4;
         mp_conn_t **v = realloc(cl->idle, cap * sizeof *v);
         if (v) {
