@@ -1457,6 +1457,58 @@ Test(manager, lock_of_a_killed_holder, .timeout = TEST_TIMEOUT)
     mp_manager_free(m);
 }
 
+/* Freeing a proxy releases what the freeing thread holds through it, at
+ * every depth, as freeing an ordinary lock its holder holds does: the next
+ * owner gets the lock plainly (no MP_EOWNERDEAD). A proxy the thread did
+ * not acquire through releases nothing when freed. */
+static int try_rlock(mp_args_t *a)
+{
+    mp_rlock_t *r;
+    if (mp_args_rlock(a, 0, &r)) return 10;
+    int rc = mp_rlock_acquire(r, 0);
+    if (rc == MP_ETIMEDOUT) return 20;
+    if (rc) return 21;
+    return mp_rlock_release(r) ? 22 : 0;
+}
+
+static int rlock_try_code(mp_rlock_t *r)
+{
+    mp_process_t *p = start_with(try_rlock, MP_HANDLE(r), NULL);
+    int code = join_code(p);
+    mp_process_free(p);
+    return code;
+}
+
+Test(manager, freeing_a_held_lock_proxy_releases_it, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_lock_t *l1, *l2, *l3;
+    ASSERT_OK(mp_manager_lock(m, "L", &l1));
+    ASSERT_OK(mp_manager_lock(m, "L", &l2));
+    ASSERT_OK(mp_lock_acquire(l1, 0));
+    ASSERT_RC(mp_lock_acquire(l2, 0), MP_EPERM); /* held by this thread */
+    mp_lock_free(l1);
+    ASSERT_OK(mp_lock_acquire(l2, 0));
+    ASSERT_OK(mp_manager_lock(m, "L", &l3));
+    mp_lock_free(l3); /* never acquired through: l2's hold stays */
+    ASSERT_RC(mp_lock_acquire(l2, 0), MP_EPERM);
+    ASSERT_OK(mp_lock_release(l2));
+    mp_lock_free(l2);
+
+    mp_rlock_t *r1, *r2;
+    ASSERT_OK(mp_manager_rlock(m, "R", &r1));
+    ASSERT_OK(mp_manager_rlock(m, "R", &r2));
+    ASSERT_OK(mp_rlock_acquire(r1, 0));
+    ASSERT_OK(mp_rlock_acquire(r1, 0));
+    cr_assert_eq(rlock_try_code(r2), 20, "held twice: another process must not get it");
+    mp_rlock_free(r1);
+    cr_assert_eq(rlock_try_code(r2), 0, "freed by its holder: released at every depth");
+    ASSERT_OK(mp_rlock_acquire(r2, 0)); /* plainly: not MP_EOWNERDEAD */
+    ASSERT_OK(mp_rlock_release(r2));
+    mp_rlock_free(r2);
+    mp_manager_free(m);
+}
+
 /* A process given only the address and key finds the objects by name. */
 static int by_name(mp_args_t *a)
 {

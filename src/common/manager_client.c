@@ -8,11 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "manager_internal.h"
 
 #define CONNECT_MS 30000L
-#define PROBE_NS 1000000u
+#define PROBE_CALLS 32u
 
 struct mp__mclient {
     mp__mclient_t *next; /* the registry of this process */
@@ -28,9 +29,12 @@ struct mp__mclient {
     mp_pid_t pid; /* the process the pool belongs to */
     uint64_t id;
     _Atomic(mp__seg_t *) alive;
-    _Atomic int closed;          /* shut down or freed here: MP_ECLOSED */
-    _Atomic int dead;            /* the server is gone: MP_EOF */
-    _Atomic uint64_t next_probe; /* when to look at the liveness mutex (ns) */
+    _Atomic int closed; /* shut down or freed here: MP_ECLOSED */
+    _Atomic int dead;   /* the server is gone: MP_EOF */
+    /* When to look at the liveness mutex next: after PROBE_CALLS calls or
+     * once the second (time()) changed. */
+    _Atomic uint32_t calls;
+    _Atomic int64_t probe_sec;
 };
 
 static mp__mclient_t *registry;
@@ -165,6 +169,15 @@ void mp__mclient_close(mp__mclient_t *cl)
 {
     atomic_store(&cl->closed, 1);
     unlist(cl);
+    /* Idle connections close now, so the server's sessions for them end
+     * before it exits rather than with it; busy ones close when their
+     * call returns them. */
+    mp__mutex_lock(cl->mu);
+    bool mine = cl->pid == mp__os_getpid();
+    for (size_t i = 0; mine && i < cl->nidle; i++)
+        mp_conn_free(cl->idle[i]);
+    if (mine) cl->nidle = 0;
+    mp__mutex_unlock(cl->mu);
 }
 
 static int gone(mp__mclient_t *cl, const char *why)
@@ -204,10 +217,18 @@ int mp__mclient_alive(mp__mclient_t *cl)
         return mp__fail(MP_ECLOSED, "the manager was shut down");
     /* The serving thread holds this mutex for as long as the server runs:
      * taking it means the server died. Trying it writes a line every
-     * process shares, so it is tried once per PROBE_NS, not per call. */
-    uint64_t now = mp__os_now_ns();
-    if (now < atomic_load_explicit(&cl->next_probe, memory_order_relaxed)) return 0;
-    atomic_store_explicit(&cl->next_probe, now + PROBE_NS, memory_order_relaxed);
+     * process shares, so it is tried once per PROBE_CALLS calls or when the
+     * second changed, not per call; a monotonic clock read costs as much
+     * as the rest of a dict call on a virtual machine (kvm-clock, ~100 ns),
+     * time() a few nanoseconds. */
+    uint32_t n = atomic_load_explicit(&cl->calls, memory_order_relaxed) + 1;
+    int64_t sec = (int64_t)time(NULL);
+    if (n < PROBE_CALLS && sec == atomic_load_explicit(&cl->probe_sec, memory_order_relaxed)) {
+        atomic_store_explicit(&cl->calls, n, memory_order_relaxed);
+        return 0;
+    }
+    atomic_store_explicit(&cl->calls, 0, memory_order_relaxed);
+    atomic_store_explicit(&cl->probe_sec, sec, memory_order_relaxed);
     int rc = mp__seg_lock(a, 0, 0);
     if (rc == MP_ETIMEDOUT) return 0;
     if (rc == 0 || rc == MP_EOWNERDEAD) {
@@ -302,8 +323,8 @@ static int take_conn(mp__mclient_t *cl, mp_conn_t **out)
 static void give_conn(mp__mclient_t *cl, mp_conn_t *c)
 {
     mp__mutex_lock(cl->mu);
-    bool keep = true;
-    if (cl->nidle == cl->cap) {
+    bool keep = !atomic_load(&cl->closed);
+    if (keep && cl->nidle == cl->cap) {
         size_t cap = cl->cap ? cl->cap * 2 : 4;
         mp_conn_t **v = realloc(cl->idle, cap * sizeof *v);
         if (v) {

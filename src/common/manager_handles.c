@@ -15,6 +15,10 @@ typedef struct {
     mp_handle_t h;
     mp__remote_t *r;
     mp_pid_t closed_by; /* a queue closed in this process */
+    /* A lock's acquisitions through this proxy not yet released: freeing
+     * the proxy asks the server to release what the freeing thread holds
+     * only then, so freeing an unheld lock costs no request. */
+    _Atomic uint32_t holds;
 } rproxy_t;
 
 static mp__htype_t public_type(int kind)
@@ -109,6 +113,9 @@ static int rx_import(mp__rbuf_t *rb, mp_handle_t **out)
 static void rx_free_h(mp_handle_t *h)
 {
     rproxy_t *p = (rproxy_t *)h;
+    /* As an ordinary lock freed by its holder: released, not left to the
+     * owner-death path (a manager that is gone has nothing to release). */
+    if (atomic_load(&p->holds)) mp__remote_lock_drop(p->r);
     mp__handle_fini(h);
     mp__remote_free(p->r);
     free(p);
@@ -177,14 +184,21 @@ int mp__rx_lock_acquire(mp_handle_t *h, mp__htype_t type, long timeout_ms)
 {
     mp__remote_t *r;
     int rc = get(h, type, &r);
-    return rc ? rc : mp__remote_lock_acquire(r, timeout_ms);
+    if (!rc) rc = mp__remote_lock_acquire(r, timeout_ms);
+    if (!rc || rc == MP_EOWNERDEAD) atomic_fetch_add(&((rproxy_t *)h)->holds, 1);
+    return rc;
 }
 
 int mp__rx_lock_release(mp_handle_t *h, mp__htype_t type)
 {
     mp__remote_t *r;
     int rc = get(h, type, &r);
-    return rc ? rc : mp__remote_lock_release(r);
+    if (!rc) rc = mp__remote_lock_release(r);
+    /* Another proxy's acquisition may be released through this one. */
+    uint32_t n = atomic_load(&((rproxy_t *)h)->holds);
+    while (!rc && n && !atomic_compare_exchange_weak(&((rproxy_t *)h)->holds, &n, n - 1))
+        ;
+    return rc;
 }
 
 int mp__rx_sem_acquire(mp_handle_t *h, long timeout_ms)

@@ -41,6 +41,7 @@ enum {
     MP__M_L_ITEMS = 0x25,
     MP__M_LK_ACQUIRE = 0x30,
     MP__M_LK_RELEASE = 0x31,
+    MP__M_LK_DROP = 0x32,
     MP__M_SEM_ACQUIRE = 0x38,
     MP__M_SEM_RELEASE = 0x39,
     MP__M_SEM_VALUE = 0x3a,
@@ -204,7 +205,8 @@ const char *mp__mclient_address(const mp__mclient_t *cl);
  * carry integers with an error) and the caller releases it. */
 int mp__mclient_call(mp__mclient_t *cl, const mp__mreq_t *rq, mp__mrep_t *rp);
 /* 0 while the server runs; MP_ECLOSED after a shutdown, MP_EOF once it
- * died (noticed within a millisecond). Cheap: meant for every local call. */
+ * died (noticed within 32 calls or a second). Cheap: meant for every
+ * local call. */
 int mp__mclient_alive(mp__mclient_t *cl);
 /* Packs / unpacks a client reference (address, key, liveness segment). */
 int mp__mclient_pack(mp__mclient_t *cl, mp__wbuf_t *w, mp__ostab_t *t);

@@ -114,6 +114,11 @@ int mp__remote_lock_release(mp__remote_t *r)
     return call(r, MP__M_LK_RELEASE, 2, (int64_t)mp__os_thread_id(), 0, NULL, 0, NULL);
 }
 
+int mp__remote_lock_drop(mp__remote_t *r)
+{
+    return call(r, MP__M_LK_DROP, 2, (int64_t)mp__os_thread_id(), 0, NULL, 0, NULL);
+}
+
 int mp__remote_sem_acquire(mp__remote_t *r, long timeout_ms)
 {
     return call(r, MP__M_SEM_ACQUIRE, 2, wire_timeout(timeout_ms), 0, NULL, 0, NULL);

@@ -29,6 +29,8 @@ int mp__remote_unpack(mp__rbuf_t *rb, mp__osh_t *tab, size_t ntab, mp__remote_t 
 /* Lock and RLock (the server knows which). */
 int mp__remote_lock_acquire(mp__remote_t *r, long timeout_ms);
 int mp__remote_lock_release(mp__remote_t *r);
+/* Releases the lock at every depth if the calling thread holds it. */
+int mp__remote_lock_drop(mp__remote_t *r);
 int mp__remote_sem_acquire(mp__remote_t *r, long timeout_ms);
 int mp__remote_sem_release(mp__remote_t *r);
 int mp__remote_sem_value(mp__remote_t *r, unsigned *v);

@@ -22,6 +22,9 @@
 #define ACCEPT_SLICE_MS 1000L
 #define WAIT_SLICE_MS 100L
 #define STOP_GRACE_MS 2000L
+/* A server process waits this long for its sessions to end before it
+ * exits: those of clients still connected would end only with the exit. */
+#define OWN_GRACE_MS 250L
 #define HANDSHAKE_MS 5000L
 #define WAKE_MS 2000L
 #define MAX_SESSIONS 1024u
@@ -494,6 +497,16 @@ static int lock_release(obj_t *o, uint64_t cid, uint64_t tid)
     return 0;
 }
 
+/* A proxy freed by a thread that holds the lock: released at every depth,
+ * as freeing an ordinary lock its holder holds releases it. Nothing to do
+ * for a thread that does not hold it. */
+static void lock_drop(obj_t *o, uint64_t cid, uint64_t tid)
+{
+    if (o->owner_thread != tid || o->owner_client != cid) return;
+    o->depth = 1;
+    lock_release(o, cid, tid);
+}
+
 /* ---- queues ---- */
 
 static int queue_put(mp__msrv_t *srv, session_t *ss, obj_t *o, const mp__mreq_t *rq)
@@ -568,6 +581,9 @@ static int sync_call(mp__msrv_t *srv, session_t *ss, obj_t *o, const mp__mreq_t 
         break;
     case MP__M_LK_RELEASE:
         rc = lock_release(o, ss->client_id, (uint64_t)rq->i[1]);
+        break;
+    case MP__M_LK_DROP:
+        lock_drop(o, ss->client_id, (uint64_t)rq->i[1]);
         break;
     case MP__M_SEM_ACQUIRE:
         while (!rc && !o->value) {
@@ -761,8 +777,9 @@ static void process(mp__msrv_t *srv, session_t *ss, const void *msg, size_t len,
  * A session reads without a deadline: a client that stops in the middle of
  * a message holds only its own thread. In a server process of its own
  * (mp_manager_start) a session blocks in a plain read, one system call per
- * request as a raw request/response costs; the process ends when the
- * server stops, and its sessions with it. mp_manager_serve returns to its
+ * request as a raw request/response costs; a stopping server joins the
+ * sessions that end within OWN_GRACE_MS (their clients closed) and the
+ * process's exit ends the others. mp_manager_serve returns to its
  * caller instead, so there a session waits on its connection and a stop
  * pipe together, and a stopping server waits STOP_GRACE_MS for sessions
  * stuck in a message, then leaves them to end on their own. Whoever frees
@@ -844,8 +861,9 @@ static void reap(mp__msrv_t *srv)
     }
 }
 
-/* Stopping: wakes every session, waits a while for them, leaves the rest. */
-static void end_sessions(mp__msrv_t *srv)
+/* Stopping: wakes every session, waits up to grace_ms for them (joining
+ * each), leaves the rest. */
+static void end_sessions(mp__msrv_t *srv, long grace_ms)
 {
     for (session_t *ss = srv->sessions; ss; ss = ss->next) {
         mp_conn_free(ss->stop_w);
@@ -857,7 +875,7 @@ static void end_sessions(mp__msrv_t *srv)
         session_t *ss = srv->sessions;
         while (ss && atomic_load(&ss->done))
             ss = ss->next;
-        long left = mp__timeout_left(STOP_GRACE_MS, start);
+        long left = mp__timeout_left(grace_ms, start);
         if (!ss || !left) break;
         mp__cond_wait(srv->pause, srv->mu, left);
     }
@@ -1045,7 +1063,10 @@ int mp__msrv_run(const mp_manager_opts_t *o, mp_conn_t *parent,
     /* Closing the write ends wakes the watcher (and the sessions). */
     mp_conn_free(srv->stop_w);
     srv->stop_w = NULL;
-    if (!srv->own_process) end_sessions(srv);
+    /* A server process's sessions read without a stop pipe: those of
+     * clients that closed (the starter closes its connections at shutdown)
+     * end by themselves and are joined; the rest end with the process. */
+    end_sessions(srv, srv->own_process ? OWN_GRACE_MS : STOP_GRACE_MS);
     if (srv->watcher) mp__thread_join(srv->watcher);
     mp__seg_unlock(srv->alive, 0);
     mp_listener_free(srv->l); /* the address goes now, whoever is left */

@@ -55,14 +55,17 @@ struct mp__shdr {
 
 /* seq is odd while the stripe's links change: lock-free readers of a dict
  * check it did not move while they looked (a seqlock); small values
- * changed in place with one store do not move it. */
+ * changed in place with one store do not move it. What a replacing set
+ * writes (seq, live, the free lists of classes up to 128 bytes) shares
+ * seq's cache line: with several processes on one dict each line a write
+ * touches moves between cores. */
 struct mp__sstripe {
     _Alignas(64) _Atomic uint64_t seq;
+    uint64_t live; /* bytes of reachable entries (by class capacity) */
+    uint64_t used; /* bump pointer into the arena */
+    uint64_t free_head[NCLASS];
     _Atomic uint64_t count;
     uint64_t arena_off, arena_size;
-    uint64_t used; /* bump pointer into the arena */
-    uint64_t live; /* bytes of reachable entries (by class capacity) */
-    uint64_t free_head[NCLASS];
 };
 
 typedef struct {

@@ -58,6 +58,7 @@ static shape_t shape_of(uint8_t op)
     case MP__M_LK_ACQUIRE: /* oid, thread, timeout */
         return (shape_t){3, 0};
     case MP__M_LK_RELEASE:  /* oid, thread */
+    case MP__M_LK_DROP:     /* oid, thread */
     case MP__M_SEM_ACQUIRE: /* oid, timeout */
     case MP__M_EV_WAIT:
     case MP__M_Q_JOIN:
