@@ -420,7 +420,10 @@ static int run_unit(wk_t *w, mp__prd_t *r)
     if (r->bad || id >= w->nfns || (!w->fns[id].f && !w->fns[id].err))
         return protocol_error("a unit names an undefined function");
     const wfn_t *fe = &w->fns[id];
-    int rc = 0;
+    /* Sized once, at the first unit (a worker that never gets one never
+     * touches it): growing it while items run would make them look slow. */
+    int rc = mp__pbuf_reserve(&w->out, 2 * FLUSH_BYTES);
+    if (rc) return rc;
     if (mode == MP__PU_FIXED) {
         uint64_t in_size = mp__prd_varint(r), out_size = mp__prd_varint(r);
         mp__prd_align(r, MP__P_ALIGN_FIXED);
@@ -546,9 +549,7 @@ int mp__pool_worker_main(mp_args_t *args)
     w.flush_each = c.flush_each;
     w.maxtasks = c.maxtasks;
     mp_args_t *initargs = NULL;
-    /* Sized once: growing it while items run would make them look slow. */
-    int rc = mp__pbuf_reserve(&w.out, 2 * FLUSH_BYTES);
-    if (!rc) rc = mp__plink_wrap(h, &w.link);
+    int rc = mp__plink_wrap(h, &w.link);
     if (!rc) rc = mp_args_create(&initargs);
     if (!rc) rc = mp__pool_args_append(initargs, args, 2);
     if (rc) {
