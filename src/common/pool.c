@@ -442,7 +442,10 @@ static void wait_events(mp_pool_t *p, bool wake_waiters)
     p->wset[n++] = MP_HANDLE(p->wake_r);
     for (size_t i = 0; i < p->nws; i++) {
         mp__worker_t *w = p->ws[i];
-        if (w->link && w->state != MP__W_GONE) {
+        /* A worker told to quit with nothing in flight has nothing more to
+         * say that its exit would not show: its end alone wakes us. */
+        bool quitting = w->state == MP__W_RETIRING && !w->items;
+        if (w->link && w->state != MP__W_GONE && !quitting) {
             p->wmap[n] = (struct mp__wslot){w, false};
             p->wset[n++] = mp__plink_waitable(w->link);
         }
@@ -689,10 +692,13 @@ int mp_pool_close(mp_pool_t *p)
     mp__mutex_lock(p->mu);
     if (p->state == MP__S_RUN) {
         p->state = MP__S_CLOSED;
-        mp__pool_wake(p);
-        /* Idle workers are told to quit from here: they end while the
-         * handler is still waking up. */
+        /* Idle workers are told to quit from here; the handler wakes when
+         * they end, and before only if some worker is still busy. */
         retire_idle(p);
+        bool wake = mp__pool_has_work(p) || !p->nws;
+        for (size_t i = 0; i < p->nws; i++)
+            wake |= p->ws[i]->state == MP__W_READY || p->ws[i]->state == MP__W_STARTING;
+        if (wake) mp__pool_wake(p);
     }
     mp__mutex_unlock(p->mu);
     return 0;
