@@ -272,6 +272,112 @@ Test(pool, map_fixed_any_chunksize, .timeout = TEST_TIMEOUT)
     close_join_free(p);
 }
 
+/* Results bigger than inputs: x -> {x, x * x, -x}, 24 bytes from 4. */
+static int widen(const void *in, size_t n, mp_buf_t *out)
+{
+    int32_t x;
+    if (n != sizeof x) return mp_task_fail(out, "wanted 4 bytes, got %zu", n);
+    memcpy(&x, in, sizeof x);
+    int64_t r[3] = {x, (int64_t)x * x, -(int64_t)x};
+    return mp_buf_set(out, r, sizeof r);
+}
+
+/* No result at all: map_fixed with out_size 0. */
+static int check_only(const void *in, size_t n, mp_buf_t *out)
+{
+    (void)in;
+    return n == 4 ? mp_buf_set(out, NULL, 0) : mp_task_fail(out, "wanted 4 bytes");
+}
+
+/* Many items (many chunks, batches cut mid-chunk), one item, out_size
+ * larger than in_size, and out_size 0, under the automatic and explicit
+ * chunksizes. */
+Test(pool, map_fixed_sizes_and_counts, .timeout = TEST_TIMEOUT)
+{
+    mp_pool_t *p = new_pool(2);
+    enum { N = 30011 };
+    int32_t *in = malloc(N * sizeof *in);
+    int64_t *out = malloc(N * 3 * sizeof *out);
+    cr_assert(in && out);
+    for (int i = 0; i < N; i++)
+        in[i] = i - 15000;
+    size_t counts[] = {1, 2, N};
+    size_t chunks[] = {0, 1000, N};
+    for (size_t k = 0; k < sizeof counts / sizeof *counts; k++)
+        for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+            memset(out, 0xff, N * 3 * sizeof *out);
+            ASSERT_OK(mp_pool_map_fixed(p, widen, in, 4, counts[k], out, 24, chunks[c]));
+            for (size_t i = 0; i < counts[k]; i++) {
+                int64_t x = in[i];
+                cr_assert(out[3 * i] == x && out[3 * i + 1] == x * x && out[3 * i + 2] == -x,
+                          "item %zu of %zu, chunksize %zu", i, counts[k], chunks[c]);
+            }
+            ASSERT_OK(mp_pool_map_fixed(p, check_only, in, 4, counts[k], NULL, 0, chunks[c]));
+        }
+    free(in);
+    free(out);
+    close_join_free(p);
+}
+
+/* An item failing deep inside a big map_fixed: the call reports that
+ * item, its text, and the pool goes on. */
+static int fail_at(const void *in, size_t n, mp_buf_t *out)
+{
+    int32_t x;
+    memcpy(&x, in, sizeof x);
+    if (x == 31337) return mp_task_fail(out, "no %d", (int)x);
+    return mp_buf_set(out, in, n);
+}
+
+Test(pool, map_fixed_failure_in_the_middle, .timeout = TEST_TIMEOUT)
+{
+    mp_pool_t *p = new_pool(2);
+    enum { N = 50000 };
+    int32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    cr_assert(in && out);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    ASSERT_RC(mp_pool_map_fixed(p, fail_at, in, 4, N, out, 4, 0), MP_ETASK);
+    cr_assert_eq(mp_pool_failed_index(), 31337);
+    cr_assert(strstr(mp_last_error_detail(), "item 31337"), "%s", mp_last_error_detail());
+    cr_assert(strstr(mp_last_error_detail(), "no 31337"), "%s", mp_last_error_detail());
+    ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, 1000, out, 4, 0));
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(out[i], i * i);
+    free(in);
+    free(out);
+    close_join_free(p);
+}
+
+/* A worker killed in the middle of a big map_fixed: MP_EWORKER, at or
+ * before the item that killed it (what the worker held and had not
+ * answered fails with it), and a replacement runs the next map. */
+static int kill_at(const void *in, size_t n, mp_buf_t *out)
+{
+    int32_t x;
+    memcpy(&x, in, sizeof x);
+    if (x == 25000) kill_self();
+    return mp_buf_set(out, in, n);
+}
+
+Test(pool, map_fixed_worker_killed_mid_map, .timeout = TEST_TIMEOUT)
+{
+    mp_pool_t *p = new_pool(2);
+    enum { N = 50000 };
+    int32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    cr_assert(in && out);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    ASSERT_RC(mp_pool_map_fixed(p, kill_at, in, 4, N, out, 4, 0), MP_EWORKER);
+    cr_assert_leq(mp_pool_failed_index(), 25000);
+    ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, 1000, out, 4, 0));
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(out[i], i * i);
+    free(in);
+    free(out);
+    close_join_free(p);
+}
+
 /* A result of the wrong size fails that item of map_fixed. */
 static int square_but_short(const void *in, size_t n, mp_buf_t *out)
 {

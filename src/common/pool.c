@@ -76,27 +76,33 @@ static void worker_free(mp__worker_t *w)
     free(w);
 }
 
-/* Starts a worker (mutex held; released meanwhile). */
-static int start_worker(mp_pool_t *p)
+/* Workers started in one go: every fork follows the last without the
+ * parent writing to memory in between, since each page the parent writes
+ * after a fork is copied (a page fault each, costly under virtualization). */
+#define START_BATCH 8
+
+typedef struct {
+    mp__worker_t *w;
+    mp_handle_t *child; /* the worker's end, open in the parent until it forked */
+    int rc;
+} wstart_t;
+
+/* A worker's link and process object, not started (mutex released). */
+static void prepare_worker(mp_pool_t *p, wstart_t *s, unsigned num)
 {
-    if (p->nws == p->wcap) {
-        size_t cap = p->wcap ? p->wcap * 2 : 8;
-        mp__worker_t **v = realloc(p->ws, cap * sizeof *v);
-        if (!v) return mp__fail(MP_ENOMEM, "a table of %zu workers", cap);
-        p->ws = v;
-        p->wcap = cap;
+    s->child = NULL;
+    s->w = mp__calloc(1, sizeof *s->w);
+    if (!s->w) {
+        s->rc = MP_ENOMEM;
+        return;
     }
-    mp__worker_t *w = mp__calloc(1, sizeof *w);
-    if (!w) return MP_ENOMEM;
     char name[32];
-    snprintf(name, sizeof name, "PoolWorker-%u", ++p->counter);
-    mp__mutex_unlock(p->mu);
-    mp_handle_t *child = NULL;
+    snprintf(name, sizeof name, "PoolWorker-%u", num);
     mp_args_t *a = NULL;
-    int rc = mp__plink_pair(&w->link, &child);
+    int rc = mp__plink_pair(&s->w->link, &s->child);
     if (!rc) rc = mp_args_create(&a);
     if (!rc) rc = mp_args_add_bytes(a, p->config, p->config_len);
-    if (!rc) rc = mp_args_add_handle(a, child);
+    if (!rc) rc = mp_args_add_handle(a, s->child);
     if (!rc) rc = mp__pool_args_append(a, p->initargs, 0);
     if (!rc) {
         mp_process_opts_t o = {.target = mp__pool_worker_main,
@@ -104,20 +110,49 @@ static int start_worker(mp_pool_t *p)
                                .name = name,
                                .daemon = true,
                                .start_method = p->method};
-        rc = mp_process_create(&w->proc, &o);
+        rc = mp_process_create(&s->w->proc, &o);
     }
-    if (!rc) rc = mp_process_start(w->proc);
     mp_args_free(a);
-    /* Only the worker holds its end now: its death reads as EOF here. */
-    if (child) mp__handle_free(child);
-    mp__mutex_lock(p->mu);
-    if (rc) {
-        worker_free(w);
-        return rc;
+    s->rc = rc;
+}
+
+/* Starts n workers (mutex held; released meanwhile); the first failure's
+ * code, or 0. */
+static int start_workers(mp_pool_t *p, size_t n)
+{
+    if (p->nws + n > p->wcap) {
+        size_t cap = p->wcap ? p->wcap * 2 : 8;
+        while (cap < p->nws + n)
+            cap *= 2;
+        mp__worker_t **v = realloc(p->ws, cap * sizeof *v);
+        if (!v) return mp__fail(MP_ENOMEM, "a table of %zu workers", cap);
+        p->ws = v;
+        p->wcap = cap;
     }
-    w->state = MP__W_STARTING;
-    p->ws[p->nws++] = w;
-    return 0;
+    wstart_t st[START_BATCH];
+    unsigned first = p->counter + 1;
+    p->counter += (unsigned)n;
+    mp__mutex_unlock(p->mu);
+    for (size_t i = 0; i < n; i++)
+        prepare_worker(p, &st[i], first + (unsigned)i);
+    for (size_t i = 0; i < n; i++)
+        if (!st[i].rc) st[i].rc = mp_process_start(st[i].w->proc);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* Only the worker holds its end now: its death reads as EOF here. */
+        if (st[i].child) mp__handle_free(st[i].child);
+        if (st[i].rc && !rc) rc = st[i].rc;
+    }
+    mp__mutex_lock(p->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (st[i].rc) {
+            if (st[i].w) worker_free(st[i].w);
+            continue;
+        }
+        st[i].w->state = MP__W_STARTING;
+        p->ws[p->nws++] = st[i].w;
+    }
+    return rc;
 }
 
 /* Why w ended, from its exit status (waiting a little for it). */
@@ -311,7 +346,8 @@ static void maintain(mp_pool_t *p)
     }
     while (!p->broken && p->state != MP__S_TERM &&
            (p->state == MP__S_RUN || mp__pool_has_work(p)) && alive(p) < (size_t)p->nproc) {
-        int rc = start_worker(p);
+        size_t n = (size_t)p->nproc - alive(p);
+        int rc = start_workers(p, n < START_BATCH ? n : START_BATCH);
         if (rc) {
             if (!p->started) p->start_rc = rc;
             mp__pool_break(p, "a worker could not be started: %s", mp_last_error_detail());
@@ -406,7 +442,10 @@ static void wait_events(mp_pool_t *p, bool wake_waiters)
     p->wset[n++] = MP_HANDLE(p->wake_r);
     for (size_t i = 0; i < p->nws; i++) {
         mp__worker_t *w = p->ws[i];
-        if (w->link && w->state != MP__W_GONE) {
+        /* A worker told to quit with nothing in flight has nothing more to
+         * say that its exit would not show: its end alone wakes us. */
+        bool quitting = w->state == MP__W_RETIRING && !w->items;
+        if (w->link && w->state != MP__W_GONE && !quitting) {
             p->wmap[n] = (struct mp__wslot){w, false};
             p->wset[n++] = mp__plink_waitable(w->link);
         }
@@ -653,7 +692,13 @@ int mp_pool_close(mp_pool_t *p)
     mp__mutex_lock(p->mu);
     if (p->state == MP__S_RUN) {
         p->state = MP__S_CLOSED;
-        mp__pool_wake(p);
+        /* Idle workers are told to quit from here; the handler wakes when
+         * they end, and before only if some worker is still busy. */
+        retire_idle(p);
+        bool wake = mp__pool_has_work(p) || !p->nws;
+        for (size_t i = 0; i < p->nws; i++)
+            wake |= p->ws[i]->state == MP__W_READY || p->ws[i]->state == MP__W_STARTING;
+        if (wake) mp__pool_wake(p);
     }
     mp__mutex_unlock(p->mu);
     return 0;

@@ -380,12 +380,15 @@ static size_t var_entry(mp__job_t *j, size_t idx, mp__prd_t *r)
     return 1;
 }
 
-/* Folds the time items of fn took into its estimate. */
-static void learn(mp_pool_t *p, uint32_t fn, uint64_t per)
+/* Folds the time items of fn took into its estimate: an average over a
+ * batch of LEARN_ITEMS or more replaces it (a few items from a cold
+ * start must not hold back a long map of tiny ones). */
+#define LEARN_ITEMS 64u
+static void learn(mp_pool_t *p, uint32_t fn, uint64_t per, uint64_t n)
 {
     uint64_t *e = &p->fns[fn].est_ns;
     per = per ? per : 1;
-    *e = *e ? (3 * *e + per) / 4 : per;
+    *e = *e && n < LEARN_ITEMS ? (3 * *e + per) / 4 : per;
 }
 
 static bool results(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
@@ -393,7 +396,7 @@ static bool results(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
     uint64_t busy = mp__prd_varint(r);
     uint64_t n = mp__prd_varint(r);
     if (r->bad || n > w->items) return false;
-    uint64_t per = n ? busy / n : 0;
+    uint64_t per = n ? busy / n : 0, total = n;
     uint32_t last_fn = UINT32_MAX;
     while (n) {
         mp__unit_t *u = mp__uring_at(&w->held, 0);
@@ -402,7 +405,7 @@ static bool results(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
         size_t idx = u->first + w->got;
         if (u->job->fn != last_fn) {
             last_fn = u->job->fn;
-            learn(p, last_fn, per);
+            learn(p, last_fn, per, total);
         }
         size_t m = u->job->fin ? fixed_entry(u->job, idx, left, r) : var_entry(u->job, idx, r);
         if (!m) return false;

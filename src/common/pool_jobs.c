@@ -7,6 +7,7 @@
 
 #define JOB_MAGIC 0x6d704a42u  /* "mpJB" */
 #define POOL_MAGIC 0x6d70504cu /* "mpPL", set by pool.c */
+#define FIXED_UNIT_BYTES 16384u
 
 struct mp_iter {
     mp__job_t job;
@@ -484,6 +485,21 @@ int mp_pool_map(mp_pool_t *p, mp_task_fn f, const mp_iov_t *in, size_t n, size_t
     return rc;
 }
 
+/* map_fixed's automatic chunksize: CPython's rule, but no chunk carries
+ * more than FIXED_UNIT_BYTES either way, so that tiny items travel in
+ * messages that stay in the buffers already mapped at both ends (a first
+ * touch of a page costs more than the copy of its data) and a worker
+ * always has the next chunk while it runs one (docs/DECISIONS.md). */
+static size_t fixed_chunk(const mp_pool_t *p, size_t n, size_t in_size, size_t out_size)
+{
+    size_t per = (size_t)p->nproc * 4;
+    size_t chunk = n / per + (n % per != 0);
+    size_t item = in_size > out_size ? in_size : out_size;
+    size_t cap = item ? FIXED_UNIT_BYTES / item : chunk;
+    if (chunk > cap) chunk = cap;
+    return chunk ? chunk : 1;
+}
+
 int mp_pool_map_fixed(mp_pool_t *p, mp_task_fn f, const void *in, size_t in_size, size_t n,
                       void *out, size_t out_size, size_t chunksize)
 {
@@ -492,7 +508,8 @@ int mp_pool_map_fixed(mp_pool_t *p, mp_task_fn f, const void *in, size_t in_size
     if (!rc && ((in_size && n > SIZE_MAX / 2 / in_size) || (out_size && n > SIZE_MAX / out_size)))
         rc = mp__fail(MP_EINVAL, "%zu items of %zu -> %zu bytes overflow", n, in_size, out_size);
     if (rc) return rc;
-    mp__job_t *j = job_new(p, MP__J_FIXED, n, chunksize);
+    mp__job_t *j =
+        job_new(p, MP__J_FIXED, n, chunksize ? chunksize : fixed_chunk(p, n, in_size, out_size));
     if (!j) return MP_ENOMEM;
     /* Never NULL, so the unit encoder sees a fixed job even for 0 bytes. */
     j->fin = in ? in : (const uint8_t *)j;

@@ -84,17 +84,36 @@ void *mp_buf_alloc(mp_buf_t *out, size_t n)
     return out->p;
 }
 
+/* n (at most 16) bytes from p to d: every load before any store, since p
+ * may point into d; fixed-size copies compile to plain moves. */
+static inline void small_copy(uint8_t *d, const uint8_t *p, size_t n)
+{
+    if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, p, 8);
+        memcpy(&b, p + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n) {
+        uint8_t a = p[0], b = p[n / 2], c = p[n - 1];
+        d[0] = a;
+        d[n / 2] = b;
+        d[n - 1] = c;
+    }
+}
+
 int mp_buf_set(mp_buf_t *out, const void *p, size_t n)
 {
     if (!out || (!p && n)) return mp__fail(MP_EINVAL, "mp_buf_set: NULL argument");
+    /* Tiny results are the common case: no call into libc. */
     if (n <= 16 && n <= out->cap) {
-        /* Tiny results are the common case: no call into libc. The copy
-         * goes through t, since p may point into the buffer. */
-        uint8_t t[16];
-        for (size_t i = 0; i < n; i++)
-            t[i] = ((const uint8_t *)p)[i];
-        for (size_t i = 0; i < n; i++)
-            out->p[i] = t[i];
+        small_copy(out->p, p, n);
         out->len = n;
         return 0;
     }
@@ -159,7 +178,9 @@ static int send_batch(wk_t *w, uint64_t now, const mp_iov_t *extra, size_t nextr
     int rc = mp__plink_send(w->link, v, 2 + nextra);
     w->out.len = 0;
     w->nitems = 0;
-    w->t_mark = now;
+    /* A send that waited for the pool to read is not busy time, nor part
+     * of the next item's. */
+    w->t_check = w->t_mark = mp__os_now_ns();
     return rc;
 }
 
@@ -225,22 +246,12 @@ static int put_failure(wk_t *w, int code, const char *why)
     return 0;
 }
 
-static int fixed_item(wk_t *w, const wfn_t *fe, const uint8_t *in, size_t in_size, size_t out_size)
+/* Item i of a fixed unit failed (st, why) or gave a result of the wrong
+ * size (st 0): a failure entry after the run so far. */
+static int fixed_failure(wk_t *w, int st, const char *why, size_t out_size)
 {
-    int rc = mp__pbuf_reserve(&w->out, 5 + out_size);
-    if (rc) return rc;
-    if (!w->run_at) {
-        w->out.p[w->out.len++] = MP__PR_RUN;
-        w->run_at = w->out.len;
-        w->out.len += 4;
-    }
     mp_buf_t *b = &w->buf;
-    uint8_t *slot = w->out.p + w->out.len;
-    b->p = slot;
-    b->cap = out_size;
-    const char *why = NULL;
-    int st = call(w, fe, in, in_size, &why);
-    if (!st && b->len != out_size) {
+    if (!st) {
         st = MP_EMSGSIZE;
         char *t = text_buf(b);
         if (t)
@@ -248,23 +259,74 @@ static int fixed_item(wk_t *w, const wfn_t *fe, const uint8_t *in, size_t in_siz
                      out_size);
         why = t ? t : "the result has the wrong size";
     }
-    if (!st) {
+    close_run(w);
+    int rc = mp__pbuf_reserve(&w->out, 1);
+    if (rc) return rc;
+    w->out.p[w->out.len++] = MP__PR_FAIL;
+    return put_failure(w, st, why);
+}
+
+/* Items of a fixed unit until the next clock check or flush, at most n:
+ * each result is written straight into its place in the batch. Returns
+ * how many ran (a failed one included), or a negative code. */
+static int64_t fixed_stretch(wk_t *w, const wfn_t *fe, const uint8_t *in, size_t n, size_t in_size,
+                             size_t out_size)
+{
+    size_t k = w->flush_each ? 1 : w->countdown;
+    if (out_size) {
+        size_t fit = w->out.len < FLUSH_BYTES ? (FLUSH_BYTES - w->out.len) / out_size + 1 : 1;
+        if (k > fit) k = fit;
+    }
+    if (k > n) k = n;
+    if (w->run_n > UINT32_MAX - k) close_run(w);
+    int rc = mp__pbuf_reserve(&w->out, 5 + k * out_size);
+    if (rc) return rc;
+    if (!w->run_at) {
+        w->out.p[w->out.len++] = MP__PR_RUN;
+        w->run_at = w->out.len;
+        w->out.len += 4;
+    }
+    if (!w->nitems) w->t_oldest = w->t_check;
+    mp_buf_t *b = &w->buf;
+    size_t i = 0;
+    for (; i < k; i++) {
+        uint8_t *slot = w->out.p + w->out.len;
+        b->p = slot;
+        b->cap = out_size;
+        const char *why = NULL;
+        int st = call(w, fe, in + i * in_size, in_size, &why);
+        if (st || b->len != out_size) {
+            w->run_n += (uint32_t)i;
+            rc = fixed_failure(w, st, why, out_size);
+            i++;
+            break;
+        }
         if (b->p != slot) memcpy(slot, b->p, out_size);
         w->out.len += out_size;
-        w->run_n++;
-    } else {
-        close_run(w);
-        rc = mp__pbuf_reserve(&w->out, 1);
-        if (!rc) {
-            w->out.p[w->out.len++] = MP__PR_FAIL;
-            rc = put_failure(w, st, why);
-        }
     }
+    if (w->run_at) w->run_n += (uint32_t)i;
+    w->nitems += i;
     b->p = b->own;
     b->cap = b->own_cap;
-    if (rc) return rc;
-    count_item(w);
-    return after_item(w);
+    return rc ? rc : (int64_t)i;
+}
+
+/* A fixed unit's items, stretch by stretch. */
+static int run_fixed(wk_t *w, const wfn_t *fe, const uint8_t *in, size_t count, size_t in_size,
+                     size_t out_size)
+{
+    for (size_t i = 0; i < count;) {
+        int64_t k = fixed_stretch(w, fe, in + i * in_size, count - i, in_size, out_size);
+        if (k < 0) return (int)k;
+        i += (size_t)k;
+        int rc = 0;
+        if (w->flush_each || w->out.len >= FLUSH_BYTES)
+            rc = flush(w);
+        else if (!(w->countdown -= (unsigned)k))
+            rc = check_clock(w);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 static int var_item(wk_t *w, const wfn_t *fe, const uint8_t *in, size_t len)
@@ -358,15 +420,17 @@ static int run_unit(wk_t *w, mp__prd_t *r)
     if (r->bad || id >= w->nfns || (!w->fns[id].f && !w->fns[id].err))
         return protocol_error("a unit names an undefined function");
     const wfn_t *fe = &w->fns[id];
-    int rc = 0;
+    /* Sized once, at the first unit (a worker that never gets one never
+     * touches it): growing it while items run would make them look slow. */
+    int rc = mp__pbuf_reserve(&w->out, 2 * FLUSH_BYTES);
+    if (rc) return rc;
     if (mode == MP__PU_FIXED) {
         uint64_t in_size = mp__prd_varint(r), out_size = mp__prd_varint(r);
         mp__prd_align(r, MP__P_ALIGN_FIXED);
         if (in_size && count > UINT64_MAX / in_size) r->bad = true;
         const uint8_t *in = mp__prd_bytes(r, count * in_size);
         if (r->bad || out_size > SIZE_MAX / 2) return protocol_error("a fixed unit is truncated");
-        for (uint64_t i = 0; !rc && i < count; i++)
-            rc = fixed_item(w, fe, in + i * in_size, (size_t)in_size, (size_t)out_size);
+        rc = run_fixed(w, fe, in, (size_t)count, (size_t)in_size, (size_t)out_size);
     } else if (mode == MP__PU_VAR) {
         for (uint64_t i = 0; !rc && i < count; i++) {
             uint64_t len = mp__prd_varint(r);
@@ -485,9 +549,7 @@ int mp__pool_worker_main(mp_args_t *args)
     w.flush_each = c.flush_each;
     w.maxtasks = c.maxtasks;
     mp_args_t *initargs = NULL;
-    /* Sized once: growing it while items run would make them look slow. */
-    int rc = mp__pbuf_reserve(&w.out, 2 * FLUSH_BYTES);
-    if (!rc) rc = mp__plink_wrap(h, &w.link);
+    int rc = mp__plink_wrap(h, &w.link);
     if (!rc) rc = mp_args_create(&initargs);
     if (!rc) rc = mp__pool_args_append(initargs, args, 2);
     if (rc) {
