@@ -384,6 +384,41 @@ Test(queue, four_producers_three_consumers_exactly_once, .timeout = TEST_TIMEOUT
     mp_queue_free(results);
 }
 
+/* Takes one producer's items, in order. */
+static int consume_in_order(mp_args_t *a)
+{
+    mp_queue_t *q;
+    int64_t who;
+    if (mp_args_queue(a, 0, &q) || mp_args_int(a, 1, &who)) return 10;
+    uint8_t *buf = malloc(16384);
+    int rc = buf ? 0 : 11;
+    for (uint32_t s = 0; !rc && s < PER_PRODUCER; s++) {
+        size_t len;
+        uint32_t from, seq;
+        if (mp_queue_get_into(q, buf, 16384, &len, JOIN_MS))
+            rc = 12;
+        else if (item_check(buf, len, &from, &seq) || from != who || seq != s)
+            rc = 13;
+    }
+    free(buf);
+    return rc;
+}
+
+/* The children's handles outlive the parent's, which it frees before they
+ * can have taken the queue from their args (a spawned child takes it only
+ * once started). */
+Test(queue, children_keep_a_queue_their_parent_freed_at_start, .timeout = TEST_TIMEOUT)
+{
+    mp_queue_t *q = make_queue(64, false, SMALL_RING);
+    mp_process_t *c = start_with(consume_in_order, MP_HANDLE(q), NULL, NULL, 5);
+    mp_process_t *p = start_with(produce, MP_HANDLE(q), NULL, NULL, 5);
+    mp_queue_free(q);
+    cr_assert_eq(join_code(p), 0);
+    cr_assert_eq(join_code(c), 0);
+    mp_process_free(p);
+    mp_process_free(c);
+}
+
 /* ---- no feeder thread: a producer may exit at once ---- */
 
 static int put_then_exit(mp_args_t *a)

@@ -70,6 +70,41 @@ Test(sync, lock_mutual_exclusion_4_processes, .timeout = TEST_TIMEOUT)
     mp_lock_free(l);
 }
 
+static int count_alone(mp_args_t *a)
+{
+    mp_lock_t *l;
+    mp_value_t *v;
+    if (mp_args_lock(a, 0, &l) || mp_args_value(a, 1, &v)) return 10;
+    volatile uint64_t *n = mp_value_ptr(v);
+    for (int i = 0; i < COUNT_EACH / 10; i++) {
+        if (mp_lock_acquire(l, MP_FOREVER)) return 11;
+        uint64_t seen = *n;
+        *n = seen + 1;
+        if (mp_lock_release(l)) return 12;
+    }
+    return 0;
+}
+
+/* The parent frees its lock and value before the children can have taken
+ * them from their args (a spawned child takes them only once started):
+ * theirs stay whole. */
+Test(sync, children_keep_a_lock_their_parent_freed_at_start, .timeout = TEST_TIMEOUT)
+{
+    mp_lock_t *l;
+    mp_value_t *v;
+    ASSERT_OK(mp_lock_create(&l));
+    ASSERT_OK(mp_value_create(&v, sizeof(uint64_t)));
+    mp_process_t *p[2];
+    for (int i = 0; i < 2; i++)
+        p[i] = start_with(count_alone, MP_HANDLE(l), MP_HANDLE(v), NULL);
+    mp_lock_free(l);
+    mp_value_free(v);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(join_code(p[i]), 0);
+        mp_process_free(p[i]);
+    }
+}
+
 static int try_lock_held_elsewhere(mp_args_t *a)
 {
     mp_lock_t *l;

@@ -40,7 +40,8 @@ typedef struct {
     _Atomic int32_t state;
     uint32_t named;
     int32_t semid;                     /* portable: the System V set of the mutexes, or -1 */
-    _Atomic int32_t lease[SEG_LEASES]; /* pids holding the name, 0 = free */
+    _Atomic int32_t lease[SEG_LEASES]; /* pids holding the name (or holding it for a
+                                          process it hands the segment to), 0 = free */
 } seg_hdr_t;
 
 /* A wait queue's shared part: how many may be asleep on it. */
@@ -53,6 +54,14 @@ typedef struct {
 typedef struct {
     _Atomic uint64_t owner;
 } seg_pmutex_t;
+
+/* A lease slot that pid holds for a process it hands the segment to, until
+ * that process takes it over (shm.c). */
+#define SEG_NO_HOLD 0xFFu
+typedef struct {
+    uint8_t slot; /* SEG_NO_HOLD: none */
+    int32_t pid;
+} seg_hold_t;
 
 struct mp__seg {
     struct mp__seg *next; /* the registry of this process's segments */
@@ -71,12 +80,14 @@ struct mp__seg {
     char name[MP__SEG_NAME_MAX + 1];
     int lease_slot; /* -1: none */
     pid_t lease_pid;
+    seg_hold_t fork_hold;     /* held for the child while forking */
     int fifo[MP__SEG_MAX_WQ]; /* portable: a FIFO per wait queue */
 };
 
 /* sync.c: fresh mutexes for a new segment (portable: its System V set). */
 int mp__seg_mutex_setup(seg_hdr_t *h, void *const *slots);
-/* portable: removes the System V set of a segment nobody holds any more. */
+/* Removes the System V set of a segment nobody holds any more (only the
+ * portable build makes one; both sweep its files). */
 void mp__seg_mutex_remove(seg_hdr_t *h);
 
 #endif

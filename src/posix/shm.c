@@ -121,20 +121,52 @@ static bool pid_alive(int32_t pid)
     return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
 }
 
-static void lease_claim(mp__seg_t *s)
+/* A lease slot of h taken for this process: a free one, else one of a
+ * dead pid; -1 when all are held. */
+static int slot_take(seg_hdr_t *h)
 {
     int32_t me = (int32_t)getpid();
-    s->lease_slot = -1;
-    s->lease_pid = me;
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < SEG_LEASES; i++) {
-            int32_t cur = atomic_load(&s->hdr->lease[i]);
+            int32_t cur = atomic_load(&h->lease[i]);
             bool take = pass == 0 ? cur == 0 : cur != me && !pid_alive(cur);
-            if (take && atomic_compare_exchange_strong(&s->hdr->lease[i], &cur, me)) {
-                s->lease_slot = i;
-                return;
-            }
+            if (take && atomic_compare_exchange_strong(&h->lease[i], &cur, me)) return i;
         }
+    return -1;
+}
+
+/* A process that hands a segment over (a fork, a ref passing its
+ * descriptors) cannot know when the receiver will take its own lease, and
+ * may free the segment before: so it holds a slot under its own pid for
+ * the receiver, who takes that slot over. */
+static const seg_hold_t no_hold = {.slot = SEG_NO_HOLD};
+
+static seg_hold_t hold_take(mp__seg_t *s)
+{
+    int slot = s->linked ? slot_take(s->hdr) : -1;
+    seg_hold_t h = {.slot = slot < 0 ? SEG_NO_HOLD : (uint8_t)slot, .pid = (int32_t)getpid()};
+    return h;
+}
+
+/* Our lease: the slot held for us, if it still is (its holder may have
+ * died and another taken it), else one of our own. */
+static void lease_claim(mp__seg_t *s, seg_hold_t hold)
+{
+    int32_t me = (int32_t)getpid();
+    s->lease_pid = me;
+    if (hold.slot != SEG_NO_HOLD &&
+        atomic_compare_exchange_strong(&s->hdr->lease[hold.slot], &hold.pid, me)) {
+        s->lease_slot = hold.slot;
+        return;
+    }
+    s->lease_slot = slot_take(s->hdr);
+}
+
+/* A hold for a receiver that already has a lease. */
+static void hold_release(mp__seg_t *s, seg_hold_t hold)
+{
+    if (s->linked && hold.slot != SEG_NO_HOLD)
+        atomic_compare_exchange_strong(&s->hdr->lease[hold.slot], &hold.pid, 0);
 }
 
 static void lease_release(mp__seg_t *s)
@@ -254,9 +286,14 @@ static void reg_remove(mp__seg_t *s)
         }
 }
 
+/* The child runs (and takes its leases) only later, when we may have
+ * freed a segment: each is held for it. A fork that fails leaves its holds
+ * until we end. */
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&reg_lock);
+    for (mp__seg_t *s = reg; s; s = s->next)
+        s->fork_hold = hold_take(s);
 }
 
 static void fork_parent(void)
@@ -269,7 +306,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     for (mp__seg_t *s = reg; s; s = s->next)
-        if (s->linked) lease_claim(s);
+        if (s->linked) lease_claim(s, s->fork_hold);
     pthread_mutex_init(&reg_lock, NULL);
 }
 
@@ -286,6 +323,7 @@ static mp__seg_t *seg_alloc(void)
     if (!s) return NULL;
     s->fd = -1;
     s->lease_slot = -1;
+    s->fork_hold = no_hold;
     for (unsigned q = 0; q < MP__SEG_MAX_WQ; q++)
         s->fifo[q] = -1;
     return s;
@@ -553,7 +591,7 @@ int mp__seg_create(const mp__seg_spec_t *spec, mp__seg_t **out)
         seg_destroy(s);
         return rc;
     }
-    if (s->linked) lease_claim(s);
+    if (s->linked) lease_claim(s, no_hold);
     atomic_store_explicit(&s->hdr->magic, SEG_MAGIC, memory_order_release);
     s->refs = 1;
     s->next = reg;
@@ -566,22 +604,26 @@ int mp__seg_create(const mp__seg_spec_t *spec, mp__seg_t **out)
 /* ---- open by name, refs ---- */
 
 /* After adopting a leased object: takes a lease, or fails if its name is
- * already gone. */
-static int join_lease(mp__seg_t *s, bool need_name)
+ * already gone. Passed descriptors keep the file and FIFOs, but not a
+ * portable build's System V set: that went with the name. */
+static int join_lease(mp__seg_t *s, bool need_name, seg_hold_t hold)
 {
-    lease_claim(s);
-    if (need_name && settled_state(s->hdr) == SEG_GONE) {
+    lease_claim(s, hold);
+    if ((need_name || s->hdr->nmutex) && settled_state(s->hdr) == SEG_GONE) {
         lease_release(s);
         return mp__fail(MP_ENOTFOUND, "the segment's name was removed");
     }
     return 0;
 }
 
-static int finish_adopt(mp__seg_t *s, bool fresh, const char *name, bool need_name)
+static int finish_adopt(mp__seg_t *s, bool fresh, const char *name, bool need_name, seg_hold_t hold)
 {
-    if (!fresh) return 0;
+    if (!fresh) {
+        hold_release(s, hold);
+        return 0;
+    }
     if (name) strcpy(s->name, name);
-    int rc = s->linked ? join_lease(s, need_name) : 0;
+    int rc = s->linked ? join_lease(s, need_name, hold) : 0;
     if (rc) {
         seg_destroy(s);
         return rc;
@@ -621,7 +663,7 @@ int mp__seg_open(const char *name, uint32_t tag, mp__seg_t **out)
         else
             s->refs--;
     } else if (!rc) {
-        rc = finish_adopt(s, fresh, name, true);
+        rc = finish_adopt(s, fresh, name, true, no_hold);
     }
     pthread_mutex_unlock(&reg_lock);
     if (!rc) *out = s;
@@ -659,15 +701,29 @@ static void put_name(refw_t *w, const char *name)
     put(w, name, n);
 }
 
+/* The descriptors keep a leased segment's file and FIFOs for the
+ * receiver, but its name (and a portable build's System V set) only while
+ * a live pid holds a lease: the ref holds one for its receiver. A ref
+ * never received holds it until we end. */
+static seg_hold_t put_hold(refw_t *w, mp__seg_t *s)
+{
+    seg_hold_t h = hold_take(s);
+    put(w, &h.slot, 1);
+    put_u64(w, (uint64_t)h.pid);
+    return h;
+}
+
 int mp__seg_ref(mp__seg_t *s, bool by_name, mp__seg_ref_t *ref)
 {
     refw_t w = {.p = ref->bytes, .cap = sizeof ref->bytes};
     uint8_t kind;
+    seg_hold_t hold = no_hold;
     ref->nosh = 0;
     if (!by_name) {
         kind = REF_FDS;
         put(&w, &kind, 1);
         put_name(&w, s->name);
+        hold = put_hold(&w, s);
         ref->osh[ref->nosh++] = s->fd;
         for (unsigned q = 0; s->linked && !s->user_named && q < s->hdr->nwq; q++)
             ref->osh[ref->nosh++] = s->fifo[q];
@@ -684,7 +740,10 @@ int mp__seg_ref(mp__seg_t *s, bool by_name, mp__seg_ref_t *ref)
         put_u64(&w, (uint64_t)s->ino);
     }
     put(&w, s->hdr->key, sizeof s->hdr->key);
-    if (w.bad) return mp__fail(MP_EINVAL, "segment reference too long");
+    if (w.bad) {
+        hold_release(s, hold);
+        return mp__fail(MP_EINVAL, "segment reference too long");
+    }
     ref->len = w.len;
     return 0;
 }
@@ -706,7 +765,6 @@ static const uint8_t *get(refr_t *r, size_t n)
     return p;
 }
 
-#if PRIVATE_IN_MEMFD
 static uint64_t get_u64(refr_t *r)
 {
     const uint8_t *b = get(r, 8);
@@ -715,7 +773,17 @@ static uint64_t get_u64(refr_t *r)
         v |= (uint64_t)b[i] << (8 * i);
     return v;
 }
-#endif
+
+static bool get_hold(refr_t *r, seg_hold_t *hold)
+{
+    const uint8_t *b = get(r, 1);
+    uint64_t pid = get_u64(r);
+    if (!b || r->bad || (*b != SEG_NO_HOLD && *b >= SEG_LEASES) || !pid || pid > INT32_MAX)
+        return false;
+    hold->slot = *b;
+    hold->pid = (int32_t)pid;
+    return true;
+}
 
 /* A name from a ref: empty allowed (private segments), else a valid one. */
 static bool get_name(refr_t *r, char *out, bool allow_empty)
@@ -804,10 +872,11 @@ int mp__seg_from_ref(mp__seg_ref_t *ref, const mp__seg_spec_t *expect, mp__seg_t
     int fd = -1;
     int rc = 0;
     bool by_name = kind != REF_FDS;
+    seg_hold_t hold = no_hold;
     pthread_mutex_lock(&reg_lock);
     if (kind == REF_FDS) {
-        if (!get_name(&r, name, true) || ref->nosh < 1 || ref->osh[0] == MP__OSH_INVALID ||
-            ref->osh[0] < 0 || ref->osh[0] > INT_MAX)
+        if (!get_name(&r, name, true) || !get_hold(&r, &hold) || ref->nosh < 1 ||
+            ref->osh[0] == MP__OSH_INVALID || ref->osh[0] < 0 || ref->osh[0] > INT_MAX)
             rc = bad_ref();
         else {
             fd = (int)ref->osh[0];
@@ -833,7 +902,7 @@ int mp__seg_from_ref(mp__seg_ref_t *ref, const mp__seg_spec_t *expect, mp__seg_t
         rc = adopt_fifos(s, ref, by_name);
         if (rc) seg_destroy(s);
     }
-    if (!rc) rc = finish_adopt(s, fresh, name, by_name);
+    if (!rc) rc = finish_adopt(s, fresh, name, by_name, hold);
     pthread_mutex_unlock(&reg_lock);
     if (!rc) *out = s;
     return rc;

@@ -18,12 +18,19 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #endif
-#if defined(MPROC_PORTABLE_POSIX)
 #include <sys/ipc.h>
 #include <sys/sem.h>
-#endif
 
 #include "seg.h"
+
+/* Both builds: the default one makes no System V set, but its sweep of
+ * the private directory removes a portable build's files left there, and
+ * their sets must go with them. */
+void mp__seg_mutex_remove(seg_hdr_t *h)
+{
+    if (h->nmutex && h->semid >= 0) semctl(h->semid, 0, IPC_RMID);
+    h->semid = -1;
+}
 
 static _Thread_local uint64_t thread_id;
 static pthread_once_t thread_id_once = PTHREAD_ONCE_INIT;
@@ -110,11 +117,6 @@ int mp__seg_mutex_setup(seg_hdr_t *h, void *const *slots)
     for (unsigned i = 0; !rc && i < h->nmutex; i++)
         rc = robust_mutex_init(slots[i]);
     return rc;
-}
-
-void mp__seg_mutex_remove(seg_hdr_t *h)
-{
-    (void)h;
 }
 
 int mp__seg_lock(mp__seg_t *s, unsigned i, long timeout_ms)
@@ -211,12 +213,6 @@ int mp__seg_mutex_setup(seg_hdr_t *h, void *const *slots)
         atomic_store(&((seg_pmutex_t *)slots[i])->owner, 0);
     }
     return 0;
-}
-
-void mp__seg_mutex_remove(seg_hdr_t *h)
-{
-    if (h->nmutex && h->semid >= 0) semctl(h->semid, 0, IPC_RMID);
-    h->semid = -1;
 }
 
 static void nap_us(long us)
