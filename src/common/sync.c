@@ -158,6 +158,14 @@ static int wait_word(sobj_t *o, const _Atomic uint32_t *word, uint32_t expected,
     return rc == MP_ETIMEDOUT && slice != left ? 0 : rc;
 }
 
+/* What serves h: 0 this process (h is a live object of the type), 1 a
+ * manager, or the error. One call on the hot paths instead of two. */
+static inline int sobj_served(mp_handle_t *h, mp__htype_t type)
+{
+    int rc = mp__handle_check(h, type);
+    return rc ? rc : h->ops_type != type;
+}
+
 static int timed_out(const char *what, long timeout_ms)
 {
     return mp__fail(MP_ETIMEDOUT, "%s within %ld ms", what, timeout_ms);
@@ -210,16 +218,15 @@ int mp_lock_create(mp_lock_t **l)
 
 int mp_lock_acquire(mp_lock_t *l, long timeout_ms)
 {
-    if (mp__handle_is_remote(MP_HANDLE(l)))
-        return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_LOCK, timeout_ms);
-    int rc = mp__handle_check(MP_HANDLE(l), MP__H_LOCK);
+    int rc = sobj_served(MP_HANDLE(l), MP__H_LOCK);
+    if (rc == 1) return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_LOCK, timeout_ms);
     return rc ? rc : lock_take(&l->o, timeout_ms, false);
 }
 
 int mp_lock_release(mp_lock_t *l)
 {
-    if (mp__handle_is_remote(MP_HANDLE(l))) return mp__rx_lock_release(MP_HANDLE(l), MP__H_LOCK);
-    int rc = mp__handle_check(MP_HANDLE(l), MP__H_LOCK);
+    int rc = sobj_served(MP_HANDLE(l), MP__H_LOCK);
+    if (rc == 1) return mp__rx_lock_release(MP_HANDLE(l), MP__H_LOCK);
     return rc ? rc : lock_give(&l->o, false);
 }
 
@@ -243,16 +250,15 @@ int mp_rlock_create(mp_rlock_t **l)
 
 int mp_rlock_acquire(mp_rlock_t *l, long timeout_ms)
 {
-    if (mp__handle_is_remote(MP_HANDLE(l)))
-        return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_RLOCK, timeout_ms);
-    int rc = mp__handle_check(MP_HANDLE(l), MP__H_RLOCK);
+    int rc = sobj_served(MP_HANDLE(l), MP__H_RLOCK);
+    if (rc == 1) return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_RLOCK, timeout_ms);
     return rc ? rc : lock_take(&l->o, timeout_ms, true);
 }
 
 int mp_rlock_release(mp_rlock_t *l)
 {
-    if (mp__handle_is_remote(MP_HANDLE(l))) return mp__rx_lock_release(MP_HANDLE(l), MP__H_RLOCK);
-    int rc = mp__handle_check(MP_HANDLE(l), MP__H_RLOCK);
+    int rc = sobj_served(MP_HANDLE(l), MP__H_RLOCK);
+    if (rc == 1) return mp__rx_lock_release(MP_HANDLE(l), MP__H_RLOCK);
     return rc ? rc : lock_give(&l->o, true);
 }
 
@@ -340,8 +346,8 @@ int mp_semaphore_create(mp_semaphore_t **s, unsigned value, unsigned max)
 
 int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms)
 {
-    if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_acquire(MP_HANDLE(s), timeout_ms);
-    int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
+    int rc = sobj_served(MP_HANDLE(s), MP__H_SEMAPHORE);
+    if (rc == 1) return mp__rx_sem_acquire(MP_HANDLE(s), timeout_ms);
     if (rc) return rc;
     sem_state_t *st = s->o.st;
     uint64_t start = mp__os_now_ns();
@@ -357,8 +363,8 @@ int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms)
 
 int mp_semaphore_release(mp_semaphore_t *s)
 {
-    if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_release(MP_HANDLE(s));
-    int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
+    int rc = sobj_served(MP_HANDLE(s), MP__H_SEMAPHORE);
+    if (rc == 1) return mp__rx_sem_release(MP_HANDLE(s));
     if (rc) return rc;
     sem_state_t *st = s->o.st;
     uint32_t limit = st->max ? st->max : SEM_VALUE_MAX;
