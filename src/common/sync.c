@@ -15,6 +15,7 @@
 #define TAG(a, b, c, d)                                                                            \
     ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 #define SPIN_NS 10000u
+#define SPIN_SKIP_MAX 64u
 #define RECHECK_MS 1000L
 #define SEM_VALUE_MAX 0x7fffffffu
 
@@ -23,6 +24,8 @@ typedef struct {
     mp_handle_t h;
     mp__seg_t *seg;
     void *st; /* the state in the segment */
+    /* This process's spin policy for the object (see spin_first). */
+    _Atomic uint32_t spin_skip, spin_backoff;
 } sobj_t;
 
 typedef struct {
@@ -147,14 +150,41 @@ static int sobj_export(mp_handle_t *h, mp__wbuf_t *w)
     return sobj_pack(h, w, NULL);
 }
 
+/* Whether *word changed during a spin before sleeping. A spin wins when
+ * the other side runs on another CPU and only burns the time slice it
+ * needs when it waits for one (a loaded machine: the sleep-only floor was
+ * then 2-3 times faster). So a spin that fails makes this process skip
+ * the spin on its next 1, 2, 4 ... SPIN_SKIP_MAX waits on the object, and
+ * one that succeeds halves that again. Relaxed: the policy is a hint that
+ * threads sharing the handle may race on. */
+static bool spin_first(sobj_t *o, const _Atomic uint32_t *word, uint32_t expected)
+{
+    uint32_t skip = atomic_load_explicit(&o->spin_skip, memory_order_relaxed);
+    if (skip) {
+        atomic_store_explicit(&o->spin_skip, skip - 1, memory_order_relaxed);
+        return false;
+    }
+    uint32_t backoff = atomic_load_explicit(&o->spin_backoff, memory_order_relaxed);
+    /* Timeout 0: only spins and looks. */
+    bool changed = mp__seg_wait(o->seg, 0, word, expected, 0, SPIN_NS) == 0;
+    if (changed)
+        backoff /= 2;
+    else
+        backoff = !backoff ? 1 : backoff >= SPIN_SKIP_MAX / 2 ? SPIN_SKIP_MAX : backoff * 2;
+    atomic_store_explicit(&o->spin_backoff, backoff, memory_order_relaxed);
+    if (!changed) atomic_store_explicit(&o->spin_skip, backoff, memory_order_relaxed);
+    return changed;
+}
+
 /* Sleeps while *word == expected, up to the caller's remaining timeout,
  * in slices: 0 after a wake-up or a slice (the caller looks again). */
 static int wait_word(sobj_t *o, const _Atomic uint32_t *word, uint32_t expected, long timeout_ms,
                      uint64_t start)
 {
+    if (spin_first(o, word, expected)) return 0;
     long left = mp__timeout_left(timeout_ms, start);
     long slice = left < 0 || left > RECHECK_MS ? RECHECK_MS : left;
-    int rc = mp__seg_wait(o->seg, 0, word, expected, slice, SPIN_NS);
+    int rc = mp__seg_wait(o->seg, 0, word, expected, slice, 0);
     return rc == MP_ETIMEDOUT && slice != left ? 0 : rc;
 }
 
@@ -350,11 +380,12 @@ int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms)
     if (rc == 1) return mp__rx_sem_acquire(MP_HANDLE(s), timeout_ms);
     if (rc) return rc;
     sem_state_t *st = s->o.st;
-    uint64_t start = mp__os_now_ns();
+    uint64_t start = 0; /* read only when it must wait: a clock read per take is measurable */
     for (;;) {
         uint32_t c = atomic_load(&st->count);
         while (c > 0)
             if (atomic_compare_exchange_weak(&st->count, &c, c - 1)) return 0;
+        if (!start) start = mp__os_now_ns();
         rc = wait_word(&s->o, &st->count, 0, timeout_ms, start);
         if (rc == MP_ETIMEDOUT) return timed_out("semaphore not acquired", timeout_ms);
         if (rc) return rc;
