@@ -38,6 +38,15 @@ typedef struct {
     uint32_t max; /* 0: unbounded */
 } sem_state_t;
 
+/* An owner-tracked semaphore: count i is robust mutex i of the segment,
+ * so a holder's death hands its count to the next taker with
+ * MP_EOWNERDEAD, as for a Lock. */
+typedef struct {
+    _Atomic uint32_t gen;                      /* bumped by every release */
+    _Atomic uint64_t owner[MP__SEG_MAX_MUTEX]; /* holder's thread id, 0 when free */
+} osem_state_t;
+_Static_assert(MP_SEMAPHORE_OWNED_MAX <= MP__SEG_MAX_MUTEX, "a count per mutex");
+
 typedef struct {
     _Atomic uint32_t flag;
 } event_state_t;
@@ -69,6 +78,7 @@ struct mp_rlock {
 };
 struct mp_semaphore {
     sobj_t o;
+    unsigned owned; /* counts of an owner-tracked semaphore; 0: a plain one */
 };
 struct mp_event {
     sobj_t o;
@@ -93,6 +103,12 @@ static const mp__seg_spec_t rlock_spec = {
     .size = sizeof(lock_state_t), .nmutex = 1, .nwq = 0, .tag = TAG('R', 'L', 'C', 'K')};
 static const mp__seg_spec_t sem_spec = {
     .size = sizeof(sem_state_t), .nmutex = 0, .nwq = 1, .tag = TAG('S', 'E', 'M', 'A')};
+static mp__seg_spec_t osem_spec(unsigned counts)
+{
+    mp__seg_spec_t spec = {
+        .size = sizeof(osem_state_t), .nmutex = counts, .nwq = 1, .tag = TAG('O', 'S', 'E', 'M')};
+    return spec;
+}
 static const mp__seg_spec_t event_spec = {
     .size = sizeof(event_state_t), .nmutex = 0, .nwq = 1, .tag = TAG('E', 'V', 'N', 'T')};
 static const mp__seg_spec_t cond_spec = {
@@ -374,11 +390,86 @@ int mp_semaphore_create(mp_semaphore_t **s, unsigned value, unsigned max)
     return 0;
 }
 
+int mp_semaphore_create_owned(mp_semaphore_t **s, unsigned value)
+{
+    if (!s) return mp__fail(MP_EINVAL, "mp_semaphore_create_owned: NULL out-pointer");
+    if (value < 1 || value > MP_SEMAPHORE_OWNED_MAX)
+        return mp__fail(MP_EINVAL, "owner-tracked semaphore value %u out of range (1 to %u)", value,
+                        MP_SEMAPHORE_OWNED_MAX);
+    mp__seg_spec_t spec = osem_spec(value);
+    sobj_t *o;
+    int rc = sobj_create(MP__H_SEMAPHORE, &spec, sizeof **s, &o);
+    if (!rc) {
+        *s = (void *)o;
+        (*s)->owned = value;
+    }
+    return rc;
+}
+
+/* The count this thread holds, or -1. */
+static int osem_mine(mp_semaphore_t *s, uint64_t me)
+{
+    osem_state_t *st = s->o.st;
+    for (unsigned i = 0; i < s->owned; i++)
+        if (atomic_load_explicit(&st->owner[i], memory_order_relaxed) == me) return (int)i;
+    return -1;
+}
+
+/* Tries each count not already this thread's (a Win32 mutex would let
+ * its owner in again), then sleeps until a release. A dead holder's count
+ * is found by the try (MP_EOWNERDEAD), at the latest when the 1 s slice
+ * of a sleep ends. */
+static int osem_take(mp_semaphore_t *s, long timeout_ms)
+{
+    osem_state_t *st = s->o.st;
+    uint64_t me = mp__os_thread_id(), start = 0;
+    for (;;) {
+        uint32_t g = atomic_load(&st->gen);
+        for (unsigned i = 0; i < s->owned; i++) {
+            if (atomic_load_explicit(&st->owner[i], memory_order_relaxed) == me) continue;
+            int rc = mp__seg_lock(s->o.seg, i, 0);
+            if (rc == MP_ETIMEDOUT) continue;
+            if (rc && rc != MP_EOWNERDEAD) return rc;
+            atomic_store_explicit(&st->owner[i], me, memory_order_relaxed);
+            return rc;
+        }
+        if (!start) start = mp__os_now_ns();
+        int rc = wait_word(&s->o, &st->gen, g, timeout_ms, start);
+        if (rc == MP_ETIMEDOUT) return timed_out("semaphore not acquired", timeout_ms);
+        if (rc) return rc;
+    }
+}
+
+static int osem_give(mp_semaphore_t *s)
+{
+    osem_state_t *st = s->o.st;
+    int i = osem_mine(s, mp__os_thread_id());
+    if (i < 0)
+        return mp__fail(MP_EPERM, "this thread holds no count of the owner-tracked semaphore");
+    atomic_store_explicit(&st->owner[i], 0, memory_order_relaxed);
+    int rc = mp__seg_unlock(s->o.seg, (unsigned)i);
+    if (rc) return rc;
+    atomic_fetch_add(&st->gen, 1);
+    return mp__seg_wake(s->o.seg, 0, &st->gen, 1);
+}
+
+/* Counts without a holder; a dead holder's count stays taken until the
+ * next acquirer takes it over. */
+static unsigned osem_value(mp_semaphore_t *s)
+{
+    osem_state_t *st = s->o.st;
+    unsigned v = 0;
+    for (unsigned i = 0; i < s->owned; i++)
+        v += atomic_load_explicit(&st->owner[i], memory_order_relaxed) == 0;
+    return v;
+}
+
 int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms)
 {
     int rc = sobj_served(MP_HANDLE(s), MP__H_SEMAPHORE);
     if (rc == 1) return mp__rx_sem_acquire(MP_HANDLE(s), timeout_ms);
     if (rc) return rc;
+    if (s->owned) return osem_take(s, timeout_ms);
     sem_state_t *st = s->o.st;
     uint64_t start = 0; /* read only when it must wait: a clock read per take is measurable */
     for (;;) {
@@ -397,6 +488,7 @@ int mp_semaphore_release(mp_semaphore_t *s)
     int rc = sobj_served(MP_HANDLE(s), MP__H_SEMAPHORE);
     if (rc == 1) return mp__rx_sem_release(MP_HANDLE(s));
     if (rc) return rc;
+    if (s->owned) return osem_give(s);
     sem_state_t *st = s->o.st;
     uint32_t limit = st->max ? st->max : SEM_VALUE_MAX;
     uint32_t c = atomic_load(&st->count);
@@ -412,22 +504,46 @@ int mp_semaphore_value(mp_semaphore_t *s, unsigned *v)
     if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_value(MP_HANDLE(s), v);
     int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
     if (!rc && !v) rc = mp__fail(MP_EINVAL, "mp_semaphore_value: NULL out-pointer");
-    if (!rc) *v = atomic_load(&((sem_state_t *)s->o.st)->count);
+    if (!rc) *v = s->owned ? osem_value(s) : atomic_load(&((sem_state_t *)s->o.st)->count);
     return rc;
 }
 
 void mp_semaphore_free(mp_semaphore_t *s)
 {
     if (mp__rx_free(MP_HANDLE(s), MP__H_SEMAPHORE)) return;
-    if (!mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE)) sobj_free(&s->o);
+    if (mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE)) return;
+    /* Freed by a holder: its counts go back, as a Lock's does. */
+    if (s->owned)
+        while (osem_mine(s, mp__os_thread_id()) >= 0 && !osem_give(s))
+            ;
+    sobj_free(&s->o);
+}
+
+/* The number of owner-tracked counts (0: a plain semaphore), then the
+ * segment: the two kinds have segments of different shapes. */
+static int sem_pack(mp_handle_t *h, mp__wbuf_t *w, mp__ostab_t *t)
+{
+    mp__wbuf_u8(w, (uint8_t)((mp_semaphore_t *)h)->owned);
+    return sobj_pack(h, w, t);
+}
+
+static int sem_export(mp_handle_t *h, mp__wbuf_t *w)
+{
+    return sem_pack(h, w, NULL);
 }
 
 static int sem_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp_handle_t **out)
 {
+    unsigned owned = mp__rbuf_u8(r);
+    if (r->err) return r->err;
+    if (owned > MP_SEMAPHORE_OWNED_MAX) return mp__rbuf_bad(r, "semaphore kind out of range");
+    mp__seg_spec_t spec = owned ? osem_spec(owned) : sem_spec;
     sobj_t *o;
-    int rc = sobj_unpack(MP__H_SEMAPHORE, &sem_spec, sizeof(mp_semaphore_t), r, tab, ntab, &o);
-    if (!rc) *out = &o->h;
-    return rc;
+    int rc = sobj_unpack(MP__H_SEMAPHORE, &spec, sizeof(mp_semaphore_t), r, tab, ntab, &o);
+    if (rc) return rc;
+    ((mp_semaphore_t *)o)->owned = owned;
+    *out = &o->h;
+    return 0;
 }
 
 static int sem_import(mp__rbuf_t *r, mp_handle_t **out)
@@ -442,10 +558,10 @@ static void sem_free_h(mp_handle_t *h)
 
 const mp__htype_ops_t mp__semaphore_ops = {
     .name = "semaphore",
-    .pack = sobj_pack,
+    .pack = sem_pack,
     .unpack = sem_unpack,
     .free = sem_free_h,
-    .export_blob = sobj_export,
+    .export_blob = sem_export,
     .import_blob = sem_import,
 };
 
