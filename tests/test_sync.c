@@ -5,8 +5,10 @@
 #include <stdlib.h>
 
 #include "helpers.h"
+#include "platform.h"
 
 #define KILL_TRIALS 200
+#define OSEM_COUNTS 2
 #define COUNT_PROCS 4
 #define COUNT_EACH 10000
 
@@ -451,9 +453,18 @@ static int hammer(mp_args_t *a)
         return 10;
     mp_lock_t *l = NULL;
     mp_rlock_t *r = NULL;
-    if (mp_args_lock(a, 0, &l) && mp_args_rlock(a, 0, &r)) return 11;
+    mp_semaphore_t *s = NULL;
+    if (mp_args_lock(a, 0, &l) && mp_args_rlock(a, 0, &r) && mp_args_semaphore(a, 0, &s)) return 11;
     _Atomic uint64_t *n = mp_value_ptr(count);
     if (mp_conn_send_bytes(c, "go", 2)) return 12;
+    /* An owner-tracked semaphore: all its counts, then all back. */
+    while (s) {
+        for (int k = 0; k < OSEM_COUNTS; k++)
+            if (mp_semaphore_acquire(s, MP_FOREVER)) return 17;
+        atomic_fetch_add(n, 1);
+        for (int k = 0; k < OSEM_COUNTS; k++)
+            if (mp_semaphore_release(s)) return 18;
+    }
     for (;;) {
         int rc = l ? mp_lock_acquire(l, MP_FOREVER) : mp_rlock_acquire(r, MP_FOREVER);
         if (rc && rc != MP_EOWNERDEAD) return 13;
@@ -467,22 +478,38 @@ static int hammer(mp_args_t *a)
     }
 }
 
-static int take(mp_handle_t *h, bool rlock, long timeout_ms)
+typedef enum { K_LOCK, K_RLOCK, K_OSEM } kind_t;
+
+static int take(mp_handle_t *h, kind_t k, long timeout_ms)
 {
-    return rlock ? mp_rlock_acquire((mp_rlock_t *)h, timeout_ms)
-                 : mp_lock_acquire((mp_lock_t *)h, timeout_ms);
+    switch (k) {
+    case K_LOCK:
+        return mp_lock_acquire((mp_lock_t *)h, timeout_ms);
+    case K_RLOCK:
+        return mp_rlock_acquire((mp_rlock_t *)h, timeout_ms);
+    default:
+        return mp_semaphore_acquire((mp_semaphore_t *)h, timeout_ms);
+    }
 }
 
-static int give(mp_handle_t *h, bool rlock)
+static int give(mp_handle_t *h, kind_t k)
 {
-    return rlock ? mp_rlock_release((mp_rlock_t *)h) : mp_lock_release((mp_lock_t *)h);
+    switch (k) {
+    case K_LOCK:
+        return mp_lock_release((mp_lock_t *)h);
+    case K_RLOCK:
+        return mp_rlock_release((mp_rlock_t *)h);
+    default:
+        return mp_semaphore_release((mp_semaphore_t *)h);
+    }
 }
 
 /* Kills a hammering child at a random point of its loop, KILL_TRIALS
  * times; each time the lock must be acquirable (perhaps with
  * MP_EOWNERDEAD) and work normally after. */
-static void kill_trials(mp_handle_t *h, bool rlock, uint32_t seed)
+static void kill_trials(mp_handle_t *h, kind_t kind, uint32_t seed)
 {
+    int takes = kind == K_OSEM ? OSEM_COUNTS : 1;
     mp_value_t *count;
     ASSERT_OK(mp_value_create(&count, sizeof(uint64_t)));
     _Atomic uint64_t *n = mp_value_ptr(count);
@@ -500,15 +527,20 @@ static void kill_trials(mp_handle_t *h, bool rlock, uint32_t seed)
         ASSERT_OK(mp_process_kill(p));
         cr_assert_eq(join_code(p), -9, "the hammer failed instead of being killed");
         mp_process_free(p);
-        int rc = take(h, rlock, JOIN_MS);
-        cr_assert(rc == 0 || rc == MP_EOWNERDEAD, "trial %d: %s", t, mp_err_name(rc));
-        dead_owner += rc == MP_EOWNERDEAD;
-        ASSERT_OK(give(h, rlock));
-        ASSERT_OK(take(h, rlock, 0));
-        ASSERT_OK(give(h, rlock));
+        for (int k = 0; k < takes; k++) {
+            int rc = take(h, kind, JOIN_MS);
+            cr_assert(rc == 0 || rc == MP_EOWNERDEAD, "trial %d: %s", t, mp_err_name(rc));
+            dead_owner += rc == MP_EOWNERDEAD;
+        }
+        for (int k = 0; k < takes; k++)
+            ASSERT_OK(give(h, kind));
+        for (int k = 0; k < takes; k++)
+            ASSERT_OK(take(h, kind, 0));
+        for (int k = 0; k < takes; k++)
+            ASSERT_OK(give(h, kind));
         mp_conn_free(mine);
     }
-    cr_log_info("%d of %d kills caught the owner holding the lock", dead_owner, KILL_TRIALS);
+    cr_log_info("%d counts or locks taken over from %d killed owners", dead_owner, KILL_TRIALS);
     mp_value_free(count);
 }
 
@@ -516,7 +548,7 @@ Test(sync, lock_owner_killed_at_random, .timeout = 600)
 {
     mp_lock_t *l;
     ASSERT_OK(mp_lock_create(&l));
-    kill_trials(MP_HANDLE(l), false, 12345);
+    kill_trials(MP_HANDLE(l), K_LOCK, 12345);
     mp_lock_free(l);
 }
 
@@ -524,8 +556,19 @@ Test(sync, rlock_owner_killed_at_random, .timeout = 600)
 {
     mp_rlock_t *r;
     ASSERT_OK(mp_rlock_create(&r));
-    kill_trials(MP_HANDLE(r), true, 777);
+    kill_trials(MP_HANDLE(r), K_RLOCK, 777);
     mp_rlock_free(r);
+}
+
+Test(sync, owned_semaphore_holder_killed_at_random, .timeout = 600)
+{
+    mp_semaphore_t *s;
+    ASSERT_OK(mp_semaphore_create_owned(&s, OSEM_COUNTS));
+    kill_trials(MP_HANDLE(s), K_OSEM, 4242);
+    unsigned v = 0;
+    ASSERT_OK(mp_semaphore_value(s, &v));
+    cr_assert_eq(v, OSEM_COUNTS);
+    mp_semaphore_free(s);
 }
 
 /* Holds the lock (or the condition's lock) and blocks until killed. */
@@ -539,9 +582,12 @@ static int hold_and_block(mp_args_t *a)
     mp_lock_t *l;
     mp_rlock_t *r;
     mp_condition_t *cv;
+    mp_semaphore_t *s;
     int rc;
     if (!mp_args_lock(a, 0, &l))
         rc = mp_lock_acquire(l, JOIN_MS);
+    else if (!mp_args_semaphore(a, 0, &s))
+        rc = mp_semaphore_acquire(s, JOIN_MS);
     else if (!mp_args_rlock(a, 0, &r))
         rc = mp_rlock_acquire(r, JOIN_MS);
     else if (!mp_args_condition(a, 0, &cv))
@@ -599,6 +645,71 @@ Test(sync, owner_death_on_every_lock_kind, .timeout = TEST_TIMEOUT)
     mp_condition_free(c);
     mp_rlock_free(r);
     mp_lock_free(l);
+}
+
+typedef struct {
+    mp_semaphore_t *s;
+    int rc;
+} release_arg_t;
+
+static void try_release(void *arg)
+{
+    release_arg_t *r = arg;
+    r->rc = mp_semaphore_release(r->s);
+}
+
+Test(sync, owned_semaphore_counts_owners_and_export, .timeout = TEST_TIMEOUT)
+{
+    mp_semaphore_t *s;
+    ASSERT_RC(mp_semaphore_create_owned(&s, 0), MP_EINVAL);
+    ASSERT_RC(mp_semaphore_create_owned(&s, MP_SEMAPHORE_OWNED_MAX + 1), MP_EINVAL);
+    ASSERT_RC(mp_semaphore_create_owned(NULL, 1), MP_EINVAL);
+    ASSERT_OK(mp_semaphore_create_owned(&s, 2));
+    ASSERT_RC(mp_semaphore_release(s), MP_EPERM);
+    ASSERT_OK(mp_semaphore_acquire(s, 0));
+    ASSERT_OK(mp_semaphore_acquire(s, 0));
+    ASSERT_RC(mp_semaphore_acquire(s, 0), MP_ETIMEDOUT);
+    ASSERT_RC(mp_semaphore_acquire(s, 20), MP_ETIMEDOUT);
+    unsigned v = 9;
+    ASSERT_OK(mp_semaphore_value(s, &v));
+    cr_assert_eq(v, 0);
+    /* Another thread holds none of it. */
+    release_arg_t r = {s, 0};
+    mp__thread_t *t;
+    ASSERT_OK(mp__thread_start(&t, try_release, &r));
+    mp__thread_join(t);
+    cr_assert_eq(r.rc, MP_EPERM);
+    ASSERT_OK(mp_semaphore_release(s));
+
+    /* The kind survives an export: the imported handle is owner-tracked. */
+    void *blob;
+    size_t len;
+    mp_handle_t *h;
+    ASSERT_OK(mp_handle_export(MP_HANDLE(s), &blob, &len));
+    ASSERT_OK(mp_handle_import(blob, len, &h));
+    free(blob);
+    mp_semaphore_t *s2 = (mp_semaphore_t *)h;
+    ASSERT_OK(mp_semaphore_acquire(s2, 0));
+    ASSERT_RC(mp_semaphore_acquire(s2, 0), MP_ETIMEDOUT);
+    ASSERT_OK(mp_semaphore_release(s2));
+    ASSERT_OK(mp_semaphore_release(s2));
+    ASSERT_RC(mp_semaphore_release(s2), MP_EPERM);
+    mp_semaphore_free(s2);
+
+    /* A holder killed: its count comes back with MP_EOWNERDEAD. */
+    kill_holder(MP_HANDLE(s));
+    int dead = 0;
+    for (int k = 0; k < 2; k++) {
+        int rc = mp_semaphore_acquire(s, JOIN_MS);
+        cr_assert(rc == 0 || rc == MP_EOWNERDEAD, "%s", mp_err_name(rc));
+        dead += rc == MP_EOWNERDEAD;
+    }
+    cr_assert_eq(dead, 1);
+    ASSERT_OK(mp_semaphore_release(s));
+    ASSERT_OK(mp_semaphore_release(s));
+    ASSERT_OK(mp_semaphore_value(s, &v));
+    cr_assert_eq(v, 2);
+    mp_semaphore_free(s);
 }
 
 static int cond_wait_once(mp_args_t *a)

@@ -70,8 +70,8 @@ MP_EXTERN void mp_rlock_free(mp_rlock_t *l);
 /** @} */
 
 /** @name Semaphore
- * Counts are not owned: a process that dies keeps what it acquired (as in
- * Python).
+ * Counts of mp_semaphore_create's semaphores are not owned: a process that
+ * dies keeps what it acquired (as in Python); see mp_semaphore_create_owned.
  * @{ */
 
 /** A semaphore at value. max 0 is unbounded (up to INT32_MAX); otherwise
@@ -81,6 +81,14 @@ MP_EXTERN int mp_semaphore_create(mp_semaphore_t **s, unsigned value, unsigned m
 MP_EXTERN int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms);
 /** Gives one back (MP_EINVAL past a bounded semaphore's max). */
 MP_EXTERN int mp_semaphore_release(mp_semaphore_t *s);
+/** The most counts of an owner-tracked semaphore (one robust mutex each). */
+#define MP_SEMAPHORE_OWNED_MAX 8u
+/** An owner-tracked semaphore of value counts (1 to MP_SEMAPHORE_OWNED_MAX,
+ * which is also its bound): a count is held by the thread that acquired
+ * it and released only by that thread (else MP_EPERM). When a holder dies,
+ * the next acquirer gets its count with MP_EOWNERDEAD (as for a Lock).
+ * mp_semaphore_acquire, _release, _value and _free serve both kinds. */
+MP_EXTERN int mp_semaphore_create_owned(mp_semaphore_t **s, unsigned value);
 /** The current count; works on every platform (Python's get_value does
  * not on macOS). */
 MP_EXTERN int mp_semaphore_value(mp_semaphore_t *s, unsigned *v);

@@ -15,6 +15,7 @@
 #define TAG(a, b, c, d)                                                                            \
     ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 #define SPIN_NS 10000u
+#define SPIN_SKIP_MAX 64u
 #define RECHECK_MS 1000L
 #define SEM_VALUE_MAX 0x7fffffffu
 
@@ -23,6 +24,8 @@ typedef struct {
     mp_handle_t h;
     mp__seg_t *seg;
     void *st; /* the state in the segment */
+    /* This process's spin policy for the object (see spin_first). */
+    _Atomic uint32_t spin_skip, spin_backoff;
 } sobj_t;
 
 typedef struct {
@@ -34,6 +37,15 @@ typedef struct {
     _Atomic uint32_t count;
     uint32_t max; /* 0: unbounded */
 } sem_state_t;
+
+/* An owner-tracked semaphore: count i is robust mutex i of the segment,
+ * so a holder's death hands its count to the next taker with
+ * MP_EOWNERDEAD, as for a Lock. */
+typedef struct {
+    _Atomic uint32_t gen;                      /* bumped by every release */
+    _Atomic uint64_t owner[MP__SEG_MAX_MUTEX]; /* holder's thread id, 0 when free */
+} osem_state_t;
+_Static_assert(MP_SEMAPHORE_OWNED_MAX <= MP__SEG_MAX_MUTEX, "a count per mutex");
 
 typedef struct {
     _Atomic uint32_t flag;
@@ -66,6 +78,7 @@ struct mp_rlock {
 };
 struct mp_semaphore {
     sobj_t o;
+    unsigned owned; /* counts of an owner-tracked semaphore; 0: a plain one */
 };
 struct mp_event {
     sobj_t o;
@@ -90,6 +103,12 @@ static const mp__seg_spec_t rlock_spec = {
     .size = sizeof(lock_state_t), .nmutex = 1, .nwq = 0, .tag = TAG('R', 'L', 'C', 'K')};
 static const mp__seg_spec_t sem_spec = {
     .size = sizeof(sem_state_t), .nmutex = 0, .nwq = 1, .tag = TAG('S', 'E', 'M', 'A')};
+static mp__seg_spec_t osem_spec(unsigned counts)
+{
+    mp__seg_spec_t spec = {
+        .size = sizeof(osem_state_t), .nmutex = counts, .nwq = 1, .tag = TAG('O', 'S', 'E', 'M')};
+    return spec;
+}
 static const mp__seg_spec_t event_spec = {
     .size = sizeof(event_state_t), .nmutex = 0, .nwq = 1, .tag = TAG('E', 'V', 'N', 'T')};
 static const mp__seg_spec_t cond_spec = {
@@ -147,15 +166,50 @@ static int sobj_export(mp_handle_t *h, mp__wbuf_t *w)
     return sobj_pack(h, w, NULL);
 }
 
+/* Whether *word changed during a spin before sleeping. A spin wins when
+ * the other side runs on another CPU and only burns the time slice it
+ * needs when it waits for one (a loaded machine: the sleep-only floor was
+ * then 2-3 times faster). So a spin that fails makes this process skip
+ * the spin on its next 1, 2, 4 ... SPIN_SKIP_MAX waits on the object, and
+ * one that succeeds halves that again. Relaxed: the policy is a hint that
+ * threads sharing the handle may race on. */
+static bool spin_first(sobj_t *o, const _Atomic uint32_t *word, uint32_t expected)
+{
+    uint32_t skip = atomic_load_explicit(&o->spin_skip, memory_order_relaxed);
+    if (skip) {
+        atomic_store_explicit(&o->spin_skip, skip - 1, memory_order_relaxed);
+        return false;
+    }
+    uint32_t backoff = atomic_load_explicit(&o->spin_backoff, memory_order_relaxed);
+    /* Timeout 0: only spins and looks. */
+    bool changed = mp__seg_wait(o->seg, 0, word, expected, 0, SPIN_NS) == 0;
+    if (changed)
+        backoff /= 2;
+    else
+        backoff = !backoff ? 1 : backoff >= SPIN_SKIP_MAX / 2 ? SPIN_SKIP_MAX : backoff * 2;
+    atomic_store_explicit(&o->spin_backoff, backoff, memory_order_relaxed);
+    if (!changed) atomic_store_explicit(&o->spin_skip, backoff, memory_order_relaxed);
+    return changed;
+}
+
 /* Sleeps while *word == expected, up to the caller's remaining timeout,
  * in slices: 0 after a wake-up or a slice (the caller looks again). */
 static int wait_word(sobj_t *o, const _Atomic uint32_t *word, uint32_t expected, long timeout_ms,
                      uint64_t start)
 {
+    if (spin_first(o, word, expected)) return 0;
     long left = mp__timeout_left(timeout_ms, start);
     long slice = left < 0 || left > RECHECK_MS ? RECHECK_MS : left;
-    int rc = mp__seg_wait(o->seg, 0, word, expected, slice, SPIN_NS);
+    int rc = mp__seg_wait(o->seg, 0, word, expected, slice, 0);
     return rc == MP_ETIMEDOUT && slice != left ? 0 : rc;
+}
+
+/* What serves h: 0 this process (h is a live object of the type), 1 a
+ * manager, or the error. One call on the hot paths instead of two. */
+static inline int sobj_served(mp_handle_t *h, mp__htype_t type)
+{
+    int rc = mp__handle_check(h, type);
+    return rc ? rc : h->ops_type != type;
 }
 
 static int timed_out(const char *what, long timeout_ms)
@@ -210,16 +264,15 @@ int mp_lock_create(mp_lock_t **l)
 
 int mp_lock_acquire(mp_lock_t *l, long timeout_ms)
 {
-    if (mp__handle_is_remote(MP_HANDLE(l)))
-        return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_LOCK, timeout_ms);
-    int rc = mp__handle_check(MP_HANDLE(l), MP__H_LOCK);
+    int rc = sobj_served(MP_HANDLE(l), MP__H_LOCK);
+    if (rc == 1) return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_LOCK, timeout_ms);
     return rc ? rc : lock_take(&l->o, timeout_ms, false);
 }
 
 int mp_lock_release(mp_lock_t *l)
 {
-    if (mp__handle_is_remote(MP_HANDLE(l))) return mp__rx_lock_release(MP_HANDLE(l), MP__H_LOCK);
-    int rc = mp__handle_check(MP_HANDLE(l), MP__H_LOCK);
+    int rc = sobj_served(MP_HANDLE(l), MP__H_LOCK);
+    if (rc == 1) return mp__rx_lock_release(MP_HANDLE(l), MP__H_LOCK);
     return rc ? rc : lock_give(&l->o, false);
 }
 
@@ -243,16 +296,15 @@ int mp_rlock_create(mp_rlock_t **l)
 
 int mp_rlock_acquire(mp_rlock_t *l, long timeout_ms)
 {
-    if (mp__handle_is_remote(MP_HANDLE(l)))
-        return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_RLOCK, timeout_ms);
-    int rc = mp__handle_check(MP_HANDLE(l), MP__H_RLOCK);
+    int rc = sobj_served(MP_HANDLE(l), MP__H_RLOCK);
+    if (rc == 1) return mp__rx_lock_acquire(MP_HANDLE(l), MP__H_RLOCK, timeout_ms);
     return rc ? rc : lock_take(&l->o, timeout_ms, true);
 }
 
 int mp_rlock_release(mp_rlock_t *l)
 {
-    if (mp__handle_is_remote(MP_HANDLE(l))) return mp__rx_lock_release(MP_HANDLE(l), MP__H_RLOCK);
-    int rc = mp__handle_check(MP_HANDLE(l), MP__H_RLOCK);
+    int rc = sobj_served(MP_HANDLE(l), MP__H_RLOCK);
+    if (rc == 1) return mp__rx_lock_release(MP_HANDLE(l), MP__H_RLOCK);
     return rc ? rc : lock_give(&l->o, true);
 }
 
@@ -338,17 +390,93 @@ int mp_semaphore_create(mp_semaphore_t **s, unsigned value, unsigned max)
     return 0;
 }
 
+int mp_semaphore_create_owned(mp_semaphore_t **s, unsigned value)
+{
+    if (!s) return mp__fail(MP_EINVAL, "mp_semaphore_create_owned: NULL out-pointer");
+    if (value < 1 || value > MP_SEMAPHORE_OWNED_MAX)
+        return mp__fail(MP_EINVAL, "owner-tracked semaphore value %u out of range (1 to %u)", value,
+                        MP_SEMAPHORE_OWNED_MAX);
+    mp__seg_spec_t spec = osem_spec(value);
+    sobj_t *o;
+    int rc = sobj_create(MP__H_SEMAPHORE, &spec, sizeof **s, &o);
+    if (!rc) {
+        *s = (void *)o;
+        (*s)->owned = value;
+    }
+    return rc;
+}
+
+/* The count this thread holds, or -1. */
+static int osem_mine(mp_semaphore_t *s, uint64_t me)
+{
+    osem_state_t *st = s->o.st;
+    for (unsigned i = 0; i < s->owned; i++)
+        if (atomic_load_explicit(&st->owner[i], memory_order_relaxed) == me) return (int)i;
+    return -1;
+}
+
+/* Tries each count not already this thread's (a Win32 mutex would let
+ * its owner in again), then sleeps until a release. A dead holder's count
+ * is found by the try (MP_EOWNERDEAD), at the latest when the 1 s slice
+ * of a sleep ends. */
+static int osem_take(mp_semaphore_t *s, long timeout_ms)
+{
+    osem_state_t *st = s->o.st;
+    uint64_t me = mp__os_thread_id(), start = 0;
+    for (;;) {
+        uint32_t g = atomic_load(&st->gen);
+        for (unsigned i = 0; i < s->owned; i++) {
+            if (atomic_load_explicit(&st->owner[i], memory_order_relaxed) == me) continue;
+            int rc = mp__seg_lock(s->o.seg, i, 0);
+            if (rc == MP_ETIMEDOUT) continue;
+            if (rc && rc != MP_EOWNERDEAD) return rc;
+            atomic_store_explicit(&st->owner[i], me, memory_order_relaxed);
+            return rc;
+        }
+        if (!start) start = mp__os_now_ns();
+        int rc = wait_word(&s->o, &st->gen, g, timeout_ms, start);
+        if (rc == MP_ETIMEDOUT) return timed_out("semaphore not acquired", timeout_ms);
+        if (rc) return rc;
+    }
+}
+
+static int osem_give(mp_semaphore_t *s)
+{
+    osem_state_t *st = s->o.st;
+    int i = osem_mine(s, mp__os_thread_id());
+    if (i < 0)
+        return mp__fail(MP_EPERM, "this thread holds no count of the owner-tracked semaphore");
+    atomic_store_explicit(&st->owner[i], 0, memory_order_relaxed);
+    int rc = mp__seg_unlock(s->o.seg, (unsigned)i);
+    if (rc) return rc;
+    atomic_fetch_add(&st->gen, 1);
+    return mp__seg_wake(s->o.seg, 0, &st->gen, 1);
+}
+
+/* Counts without a holder; a dead holder's count stays taken until the
+ * next acquirer takes it over. */
+static unsigned osem_value(mp_semaphore_t *s)
+{
+    osem_state_t *st = s->o.st;
+    unsigned v = 0;
+    for (unsigned i = 0; i < s->owned; i++)
+        v += atomic_load_explicit(&st->owner[i], memory_order_relaxed) == 0;
+    return v;
+}
+
 int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms)
 {
-    if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_acquire(MP_HANDLE(s), timeout_ms);
-    int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
+    int rc = sobj_served(MP_HANDLE(s), MP__H_SEMAPHORE);
+    if (rc == 1) return mp__rx_sem_acquire(MP_HANDLE(s), timeout_ms);
     if (rc) return rc;
+    if (s->owned) return osem_take(s, timeout_ms);
     sem_state_t *st = s->o.st;
-    uint64_t start = mp__os_now_ns();
+    uint64_t start = 0; /* read only when it must wait: a clock read per take is measurable */
     for (;;) {
         uint32_t c = atomic_load(&st->count);
         while (c > 0)
             if (atomic_compare_exchange_weak(&st->count, &c, c - 1)) return 0;
+        if (!start) start = mp__os_now_ns();
         rc = wait_word(&s->o, &st->count, 0, timeout_ms, start);
         if (rc == MP_ETIMEDOUT) return timed_out("semaphore not acquired", timeout_ms);
         if (rc) return rc;
@@ -357,9 +485,10 @@ int mp_semaphore_acquire(mp_semaphore_t *s, long timeout_ms)
 
 int mp_semaphore_release(mp_semaphore_t *s)
 {
-    if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_release(MP_HANDLE(s));
-    int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
+    int rc = sobj_served(MP_HANDLE(s), MP__H_SEMAPHORE);
+    if (rc == 1) return mp__rx_sem_release(MP_HANDLE(s));
     if (rc) return rc;
+    if (s->owned) return osem_give(s);
     sem_state_t *st = s->o.st;
     uint32_t limit = st->max ? st->max : SEM_VALUE_MAX;
     uint32_t c = atomic_load(&st->count);
@@ -375,22 +504,46 @@ int mp_semaphore_value(mp_semaphore_t *s, unsigned *v)
     if (mp__handle_is_remote(MP_HANDLE(s))) return mp__rx_sem_value(MP_HANDLE(s), v);
     int rc = mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE);
     if (!rc && !v) rc = mp__fail(MP_EINVAL, "mp_semaphore_value: NULL out-pointer");
-    if (!rc) *v = atomic_load(&((sem_state_t *)s->o.st)->count);
+    if (!rc) *v = s->owned ? osem_value(s) : atomic_load(&((sem_state_t *)s->o.st)->count);
     return rc;
 }
 
 void mp_semaphore_free(mp_semaphore_t *s)
 {
     if (mp__rx_free(MP_HANDLE(s), MP__H_SEMAPHORE)) return;
-    if (!mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE)) sobj_free(&s->o);
+    if (mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE)) return;
+    /* Freed by a holder: its counts go back, as a Lock's does. */
+    if (s->owned)
+        while (osem_mine(s, mp__os_thread_id()) >= 0 && !osem_give(s))
+            ;
+    sobj_free(&s->o);
+}
+
+/* The number of owner-tracked counts (0: a plain semaphore), then the
+ * segment: the two kinds have segments of different shapes. */
+static int sem_pack(mp_handle_t *h, mp__wbuf_t *w, mp__ostab_t *t)
+{
+    mp__wbuf_u8(w, (uint8_t)((mp_semaphore_t *)h)->owned);
+    return sobj_pack(h, w, t);
+}
+
+static int sem_export(mp_handle_t *h, mp__wbuf_t *w)
+{
+    return sem_pack(h, w, NULL);
 }
 
 static int sem_unpack(mp__rbuf_t *r, mp__osh_t *tab, size_t ntab, mp_handle_t **out)
 {
+    unsigned owned = mp__rbuf_u8(r);
+    if (r->err) return r->err;
+    if (owned > MP_SEMAPHORE_OWNED_MAX) return mp__rbuf_bad(r, "semaphore kind out of range");
+    mp__seg_spec_t spec = owned ? osem_spec(owned) : sem_spec;
     sobj_t *o;
-    int rc = sobj_unpack(MP__H_SEMAPHORE, &sem_spec, sizeof(mp_semaphore_t), r, tab, ntab, &o);
-    if (!rc) *out = &o->h;
-    return rc;
+    int rc = sobj_unpack(MP__H_SEMAPHORE, &spec, sizeof(mp_semaphore_t), r, tab, ntab, &o);
+    if (rc) return rc;
+    ((mp_semaphore_t *)o)->owned = owned;
+    *out = &o->h;
+    return 0;
 }
 
 static int sem_import(mp__rbuf_t *r, mp_handle_t **out)
@@ -405,10 +558,10 @@ static void sem_free_h(mp_handle_t *h)
 
 const mp__htype_ops_t mp__semaphore_ops = {
     .name = "semaphore",
-    .pack = sobj_pack,
+    .pack = sem_pack,
     .unpack = sem_unpack,
     .free = sem_free_h,
-    .export_blob = sobj_export,
+    .export_blob = sem_export,
     .import_blob = sem_import,
 };
 
