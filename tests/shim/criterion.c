@@ -151,8 +151,9 @@ static void usage(const char *prog)
     printf("usage: %s [--filter PATTERN] [--list]\n"
            "  runs each test in its own process; --filter keeps the tests whose\n"
            "  \"suite/name\" matches PATTERN, a glob (*, ?, [set]) as Criterion's;\n"
-           "  a PATTERN without those characters keeps the tests whose\n"
-           "  \"suite::name\" or \"suite/name\" contains it\n",
+           "  \"!(A|B)\" keeps those that match neither glob A nor B; a PATTERN\n"
+           "  without those characters keeps the tests whose \"suite::name\" or\n"
+           "  \"suite/name\" contains it\n",
            prog);
 }
 
@@ -277,12 +278,34 @@ static bool glob_match(const char *p, const char *s)
     return !*s;
 }
 
+/* "!(A|B|...)", the one extended glob supported: a name that matches none
+ * of the globs A, B, ... */
+static bool none_match(const char *alts, size_t len, const char *s)
+{
+    char one[256];
+    while (len) {
+        size_t n = strcspn(alts, "|");
+        n = n < len ? n : len;
+        if (n < sizeof one) {
+            memcpy(one, alts, n);
+            one[n] = 0;
+            if (glob_match(one, s)) return false;
+        }
+        alts += n + (n < len);
+        len -= n + (n < len);
+    }
+    return true;
+}
+
 static bool selected(const struct criterion_test *t)
 {
     if (!filter) return true;
     char a[512], b[512];
     snprintf(a, sizeof a, "%s::%s", t->suite, t->name);
     snprintf(b, sizeof b, "%s/%s", t->suite, t->name);
+    size_t len = strlen(filter);
+    if (len >= 3 && !strncmp(filter, "!(", 2) && filter[len - 1] == ')')
+        return none_match(filter + 2, len - 3, b);
     if (strpbrk(filter, "*?[")) return glob_match(filter, b);
     return strstr(a, filter) || strstr(b, filter);
 }
