@@ -8,6 +8,7 @@
 # TSan's shadow memory.
 #   scripts/tsan.sh [FILTER]   FILTER: a --filter glob, e.g. 'queue/*';
 #                              '*' for every test
+#   MPROC_TSAN_METHODS=spawn scripts/tsan.sh   one start method only
 # Left out by default, for time: the 256 and 64 MiB items and the 64 MiB
 # pipe round trip (every byte goes through instrumented copies: the 256 MiB
 # one passes 120 s, its own timeout; the two 64 MiB ones took 76 and 102 s
@@ -46,7 +47,7 @@ run() {
     echo "tsan ($name): $(tail -n 1 "$log") ($((SECONDS - start)) s)"
   fi
 }
-for method in fork spawn; do
+for method in ${MPROC_TSAN_METHODS:-fork spawn}; do
   export MPROC_START_METHOD=$method
   run "suite, $method" "$build/tsan-suite-$method.log" \
     "$build/bin/mproc_tests" --filter "$filter"
