@@ -100,6 +100,30 @@ static struct timespec ms_to_ts(long ms)
 
 _Static_assert(sizeof(pthread_mutex_t) <= SEG_SLOT, "a mutex fits its slot");
 
+/* ThreadSanitizer before LLVM 18 does not intercept pthread_mutex_clocklock
+ * (llvm-project issue 62623): it would see the unlock of a mutex it never
+ * saw locked, and miss the ordering the lock gives. The annotations tell it
+ * of the lock; later versions see it themselves. */
+#if defined(__clang__) && defined(__has_feature) && __clang_major__ < 18
+#if __has_feature(thread_sanitizer)
+#define MP_TSAN_SEES_NO_CLOCKLOCK 1
+#include <sanitizer/tsan_interface.h>
+#endif
+#endif
+
+static int lock_until(pthread_mutex_t *m, const struct timespec *deadline)
+{
+#if defined(MP_TSAN_SEES_NO_CLOCKLOCK)
+    __tsan_mutex_pre_lock(m, __tsan_mutex_try_lock);
+    int err = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, deadline);
+    bool got = err == 0 || err == EOWNERDEAD;
+    __tsan_mutex_post_lock(m, __tsan_mutex_try_lock | (got ? 0 : __tsan_mutex_try_lock_failed), 0);
+    return err;
+#else
+    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, deadline);
+#endif
+}
+
 static int robust_mutex_init(pthread_mutex_t *m)
 {
     pthread_mutexattr_t a;
@@ -136,7 +160,7 @@ int mp__seg_lock(mp__seg_t *s, unsigned i, long timeout_ms)
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        err = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+        err = lock_until(m, &ts);
     }
     switch (err) {
     case 0:

@@ -1,25 +1,23 @@
-/* The runner of the Criterion stand-in (see criterion/criterion.h).
+/* The runner of the Criterion stand-in (see criterion/criterion.h), the
+ * part that is the same on every OS.
  *
  * The parent runs the tests one after another, each in a fresh copy of
- * this executable started with "--shim-run suite::name", inside a job
- * object: a crash or a hang ends that test only, a timeout kills it, and
- * whatever processes it leaves behind are killed with it. The child's exit
- * code is the verdict: 0 passed, 1 failed, SKIP_CODE skipped, anything
- * else a crash. Raw Win32 only: the library under test is not used here. */
-#include <windows.h>
-
+ * this executable started with "--shim-run suite::name" (runner.h; the OS
+ * side keeps every process the test starts with it, kills them all when
+ * it ends, and kills it on timeout). The child's exit code is the verdict:
+ * 0 passed, 1 failed, CR__SKIP_CODE skipped, anything else (or a signal)
+ * a crash. The library under test is not used here. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "criterion/criterion.h"
+#include "runner.h"
 
 #define DEFAULT_TIMEOUT_S 120.0
-#define SKIP_CODE 77
-#define RUN_FLAG "--shim-run"
-#define RUN_FLAG_W L"--shim-run"
 
 struct criterion_test_set {
     struct criterion_test **v;
@@ -30,11 +28,12 @@ static struct criterion_test *tests;
 static struct criterion_suite *suites;
 static const char *filter;
 static const char *run_only;
+static const char *argv0;
+static bool list_only;
 
 /* State of the test running in this process. */
 static jmp_buf test_exit;
-static DWORD test_thread;
-static volatile LONG expect_failed;
+static atomic_int expect_failed;
 
 void cr__register_test(struct criterion_test *t)
 {
@@ -74,7 +73,7 @@ void cr__nonfatal(const char *file, int line, const char *expr, const char *fmt,
     va_start(ap, fmt);
     vreport("FAIL", file, line, expr, fmt, ap);
     va_end(ap);
-    InterlockedExchange(&expect_failed, 1);
+    atomic_store(&expect_failed, 1);
 }
 
 void cr__fatal(const char *file, int line, const char *expr, const char *fmt, ...)
@@ -85,7 +84,7 @@ void cr__fatal(const char *file, int line, const char *expr, const char *fmt, ..
     va_end(ap);
     /* longjmp only within the test's own thread; from any other the
      * process ends here with the same verdict. */
-    if (GetCurrentThreadId() == test_thread) longjmp(test_exit, 1);
+    if (cr__os_on_test_thread()) longjmp(test_exit, 1);
     fflush(NULL);
     _Exit(1);
 }
@@ -101,8 +100,8 @@ void cr__skip(const char *fmt, ...)
         va_end(ap);
     }
     fflush(NULL);
-    if (GetCurrentThreadId() == test_thread) longjmp(test_exit, 2);
-    _Exit(SKIP_CODE);
+    if (cr__os_on_test_thread()) longjmp(test_exit, 2);
+    _Exit(CR__SKIP_CODE);
 }
 
 void cr__log(const char *level, const char *fmt, ...)
@@ -149,23 +148,25 @@ void criterion_finalize(struct criterion_test_set *set)
 
 static void usage(const char *prog)
 {
-    printf("usage: %s [--filter SUBSTRING] [--list]\n"
+    printf("usage: %s [--filter PATTERN] [--list]\n"
            "  runs each test in its own process; --filter keeps the tests whose\n"
-           "  \"suite::name\" or \"suite/name\" contains SUBSTRING\n",
+           "  \"suite/name\" matches PATTERN, a glob (*, ?, [set]) as Criterion's;\n"
+           "  \"!(A|B)\" keeps those that match neither glob A nor B; a PATTERN\n"
+           "  without those characters keeps the tests whose \"suite::name\" or\n"
+           "  \"suite/name\" contains it\n",
            prog);
 }
 
-static bool list_only;
-
 int criterion_handle_args(int argc, char *argv[], bool handle_unknown_arg)
 {
+    argv0 = argc > 0 ? argv[0] : "mproc_tests";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--filter") && i + 1 < argc)
             filter = argv[++i];
         else if (!strncmp(a, "--filter=", 9))
             filter = a + 9;
-        else if (!strcmp(a, RUN_FLAG) && i + 1 < argc)
+        else if (!strcmp(a, CR__RUN_FLAG) && i + 1 < argc)
             run_only = argv[++i];
         else if (!strcmp(a, "--list"))
             list_only = true;
@@ -188,16 +189,6 @@ int criterion_handle_args(int argc, char *argv[], bool handle_unknown_arg)
 
 /* ---- in the child: run one test ---- */
 
-static LONG WINAPI on_crash(EXCEPTION_POINTERS *ep)
-{
-    fprintf(stderr, "[CRASH] exception 0x%08lx at %p\n",
-            (unsigned long)ep->ExceptionRecord->ExceptionCode,
-            ep->ExceptionRecord->ExceptionAddress);
-    fflush(stderr);
-    /* End with the exception code, without a debugger (winedbg under Wine). */
-    return EXCEPTION_EXECUTE_HANDLER;
-}
-
 static int run_here(struct criterion_test_set *set)
 {
     const char *sep = strstr(run_only, "::");
@@ -211,10 +202,8 @@ static int run_here(struct criterion_test_set *set)
         fprintf(stderr, "criterion shim: no test named %s\n", run_only);
         return 2;
     }
-    SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
-    SetUnhandledExceptionFilter(on_crash);
     const struct criterion_suite *volatile s = suite_of(t);
-    test_thread = GetCurrentThreadId();
+    cr__os_enter_test();
     int code = 0;
     int how = setjmp(test_exit);
     if (!how) {
@@ -232,8 +221,8 @@ static int run_here(struct criterion_test_set *set)
         }
     }
     if (how == 2)
-        code = SKIP_CODE;
-    else if (how == 1 || expect_failed)
+        code = CR__SKIP_CODE;
+    else if (how == 1 || atomic_load(&expect_failed))
         code = 1;
     fflush(NULL);
     return code;
@@ -243,10 +232,69 @@ static int run_here(struct criterion_test_set *set)
 
 static double test_timeout(const struct criterion_test *t)
 {
-    const struct criterion_suite *volatile s = suite_of(t);
+    const struct criterion_suite *s = suite_of(t);
     if (t->data.timeout > 0) return t->data.timeout;
     if (s && s->data.timeout > 0) return s->data.timeout;
     return DEFAULT_TIMEOUT_S;
+}
+
+/* A shell-style glob: '*' any run, '?' any one character, "[a-z]" and
+ * "[!a-z]" a set. */
+static bool glob_match(const char *p, const char *s)
+{
+    for (; *p; p++, s++) {
+        if (*p == '*') {
+            while (p[1] == '*')
+                p++;
+            for (;; s++) {
+                if (glob_match(p + 1, s)) return true;
+                if (!*s) return false;
+            }
+        }
+        if (!*s) return false;
+        if (*p == '[') {
+            const char *q = p + 1;
+            bool negate = *q == '!';
+            q += negate;
+            const char *first = q;
+            bool in = false;
+            while (*q && (q == first || *q != ']')) {
+                if (q[1] == '-' && q[2] && q[2] != ']') {
+                    in |= *s >= q[0] && *s <= q[2];
+                    q += 3;
+                } else {
+                    in |= *s == *q++;
+                }
+            }
+            if (*q == ']') {
+                if (in == negate) return false;
+                p = q;
+                continue;
+            }
+            /* No closing bracket: '[' is a plain character. */
+        }
+        if (*p != '?' && *p != *s) return false;
+    }
+    return !*s;
+}
+
+/* "!(A|B|...)", the one extended glob supported: a name that matches none
+ * of the globs A, B, ... */
+static bool none_match(const char *alts, size_t len, const char *s)
+{
+    char one[256];
+    while (len) {
+        size_t n = strcspn(alts, "|");
+        n = n < len ? n : len;
+        if (n < sizeof one) {
+            memcpy(one, alts, n);
+            one[n] = 0;
+            if (glob_match(one, s)) return false;
+        }
+        alts += n + (n < len);
+        len -= n + (n < len);
+    }
+    return true;
 }
 
 static bool selected(const struct criterion_test *t)
@@ -255,87 +303,54 @@ static bool selected(const struct criterion_test *t)
     char a[512], b[512];
     snprintf(a, sizeof a, "%s::%s", t->suite, t->name);
     snprintf(b, sizeof b, "%s/%s", t->suite, t->name);
+    size_t len = strlen(filter);
+    if (len >= 3 && !strncmp(filter, "!(", 2) && filter[len - 1] == ')')
+        return none_match(filter + 2, len - 3, b);
+    if (strpbrk(filter, "*?[")) return glob_match(filter, b);
     return strstr(a, filter) || strstr(b, filter);
 }
 
-/* Starts the child with our standard handles, inherited through a handle
- * list so that nothing else leaks into it, in a new kill-on-close job. */
-static bool start_child(const struct criterion_test *t, HANDLE *job, PROCESS_INFORMATION *pi)
-{
-    static wchar_t exe[32768];
-    if (!exe[0] && !GetModuleFileNameW(NULL, exe, sizeof exe / sizeof *exe)) return false;
-    char name[512];
-    wchar_t wname[512];
-    snprintf(name, sizeof name, "%s::%s", t->suite, t->name);
-    if (!MultiByteToWideChar(CP_UTF8, 0, name, -1, wname, 512)) return false;
-    size_t cap = wcslen(exe) + wcslen(wname) + 32;
-    wchar_t *cmd = malloc(cap * sizeof *cmd);
-    if (!cmd) return false;
-    swprintf(cmd, cap, L"\"%ls\" " RUN_FLAG_W L" %ls", exe, wname);
+enum verdict { PASSED, FAILED, SKIPPED };
 
-    STARTUPINFOEXW si;
-    memset(&si, 0, sizeof si);
-    si.StartupInfo.cb = sizeof si;
-    si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
-    HANDLE list[3];
-    DWORD nlist = 0;
-    const DWORD which[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
-    HANDLE *slot[3] = {&si.StartupInfo.hStdInput, &si.StartupInfo.hStdOutput,
-                       &si.StartupInfo.hStdError};
-    for (int i = 0; i < 3; i++) {
-        HANDLE h = GetStdHandle(which[i]), dup = NULL;
-        if (h && h != INVALID_HANDLE_VALUE &&
-            DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &dup, 0, TRUE,
-                            DUPLICATE_SAME_ACCESS))
-            list[nlist++] = dup;
-        *slot[i] = dup;
-    }
-    SIZE_T size = 0;
-    InitializeProcThreadAttributeList(NULL, 1, 0, &size);
-    si.lpAttributeList = malloc(size);
-    bool ok =
-        si.lpAttributeList && InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0, &size);
-    if (ok && nlist)
-        ok = UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
-                                       list, nlist * sizeof *list, NULL, NULL);
-    *job = ok ? CreateJobObjectW(NULL, NULL) : NULL;
-    JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
-    memset(&li, 0, sizeof li);
-    li.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
-    ok = *job && SetInformationJobObject(*job, JobObjectExtendedLimitInformation, &li, sizeof li);
-    /* Suspended until it is in the job, so that all it starts is too. */
-    /* Wine fails a start now and then with ERROR_INTERNAL_ERROR (the new
-     * process died before it ran any of its code): try again. */
-    bool started = false;
-    for (int attempt = 0; ok && !started && attempt < 5; attempt++) {
-        started = CreateProcessW(exe, cmd, NULL, NULL, nlist > 0,
-                                 CREATE_SUSPENDED | EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
-                                 &si.StartupInfo, pi);
-        if (!started && GetLastError() != ERROR_INTERNAL_ERROR) break;
-    }
-    ok = started;
-    if (ok && !AssignProcessToJobObject(*job, pi->hProcess)) {
-        TerminateProcess(pi->hProcess, 1);
-        CloseHandle(pi->hProcess);
-        CloseHandle(pi->hThread);
-        ok = false;
-    }
-    if (ok) ResumeThread(pi->hThread);
-    if (!ok && *job) {
-        CloseHandle(*job);
-        *job = NULL;
-    }
-    if (si.lpAttributeList) {
-        DeleteProcThreadAttributeList(si.lpAttributeList);
-        free(si.lpAttributeList);
-    }
-    for (DWORD i = 0; i < nlist; i++)
-        CloseHandle(list[i]);
-    free(cmd);
-    return ok;
+static bool is_crash_code(unsigned long code)
+{
+    return code != 0 && code != 1 && code != CR__SKIP_CODE;
 }
 
-enum verdict { PASSED, FAILED, SKIPPED };
+static enum verdict judge(const struct criterion_test *t, const char *name,
+                          const struct cr__outcome *o, double limit)
+{
+    bool signalled = o->end == CR__SIGNALLED;
+    unsigned long code = o->code, want = (unsigned long)t->data.exit_code;
+    enum verdict v = FAILED;
+    if (o->end == CR__NOT_STARTED) {
+        printf("[FAIL] %s: cannot run it (%s)\n", name, o->detail);
+    } else if (o->end == CR__TIMED_OUT) {
+        printf("[TIMEOUT] %s (killed after %.0f s)\n", name, limit);
+    } else if (t->data.signal) {
+        /* A signal on POSIX; on Windows a crash is an exit code. */
+        bool ok = signalled ? code == (unsigned long)t->data.signal : is_crash_code(code);
+        v = ok ? PASSED : FAILED;
+        printf("[%s] %s (expected a crash, %s %lu, %.2f s)\n", ok ? "PASS" : "FAIL", name,
+               signalled ? "signal" : "exit code", code, o->secs);
+    } else if (signalled) {
+        printf("[CRASH] %s (signal %lu, %.2f s)\n", name, code, o->secs);
+    } else if (want && code == want) {
+        v = PASSED;
+        printf("[PASS] %s (exit code %lu as expected, %.2f s)\n", name, code, o->secs);
+    } else if (code == 0 && !want) {
+        v = PASSED;
+        printf("[PASS] %s (%.2f s)\n", name, o->secs);
+    } else if (code == CR__SKIP_CODE) {
+        v = SKIPPED;
+        printf("[SKIP] %s\n", name);
+    } else if (code == 1) {
+        printf("[FAIL] %s (%.2f s)\n", name, o->secs);
+    } else {
+        printf("[CRASH] %s (exit code 0x%lx, %.2f s)\n", name, code, o->secs);
+    }
+    return v;
+}
 
 static enum verdict run_child(const struct criterion_test *t)
 {
@@ -346,48 +361,11 @@ static enum verdict run_child(const struct criterion_test *t)
         return SKIPPED;
     }
     fflush(NULL);
-    HANDLE job;
-    PROCESS_INFORMATION pi;
-    if (!start_child(t, &job, &pi)) {
-        printf("[FAIL] %s: cannot start it (error %lu)\n", name, (unsigned long)GetLastError());
-        return FAILED;
-    }
-    CloseHandle(pi.hThread);
     double limit = test_timeout(t);
-    ULONGLONG start = GetTickCount64();
-    DWORD w = WaitForSingleObject(pi.hProcess, (DWORD)(limit * 1000.0));
-    double secs = (double)(GetTickCount64() - start) / 1000.0;
-    DWORD code = 0;
-    if (w != WAIT_OBJECT_0)
-        TerminateProcess(pi.hProcess, 1);
-    else
-        GetExitCodeProcess(pi.hProcess, &code);
-    /* Whatever the test started and left running goes with it. */
-    TerminateJobObject(job, 1);
-    CloseHandle(job);
-    CloseHandle(pi.hProcess);
-
-    enum verdict v = FAILED;
-    if (w != WAIT_OBJECT_0) {
-        printf("[TIMEOUT] %s (killed after %.0f s)\n", name, limit);
-    } else if (t->data.signal) {
-        v = code != 0 && code != 1 && code != SKIP_CODE ? PASSED : FAILED;
-        printf("[%s] %s (expected a crash, exit code 0x%lx, %.2f s)\n", v ? "FAIL" : "PASS", name,
-               (unsigned long)code, secs);
-    } else if (t->data.exit_code && code == (DWORD)t->data.exit_code) {
-        v = PASSED;
-        printf("[PASS] %s (exit code %lu as expected, %.2f s)\n", name, (unsigned long)code, secs);
-    } else if (code == 0 && !t->data.exit_code) {
-        v = PASSED;
-        printf("[PASS] %s (%.2f s)\n", name, secs);
-    } else if (code == SKIP_CODE) {
-        v = SKIPPED;
-        printf("[SKIP] %s\n", name);
-    } else if (code == 1) {
-        printf("[FAIL] %s (%.2f s)\n", name, secs);
-    } else {
-        printf("[CRASH] %s (exit code 0x%lx, %.2f s)\n", name, (unsigned long)code, secs);
-    }
+    struct cr__outcome o;
+    memset(&o, 0, sizeof o);
+    cr__os_run_child(argv0, name, limit, &o);
+    enum verdict v = judge(t, name, &o, limit);
     fflush(stdout);
     return v;
 }

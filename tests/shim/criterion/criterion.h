@@ -1,9 +1,10 @@
 /* A minimal stand-in for Criterion, for the MinGW build of the tests
- * (Debian ships no Criterion for Windows). It covers what the test sources
- * use: Test/TestSuite with .timeout/.init/.fini/.disabled, the cr_assert_*
- * and cr_expect_* families with printf-style messages, cr_skip_test,
- * cr_log_*, and the four calls of a custom main. Each test runs in its own
- * process (see criterion.c).
+ * (Debian ships no Criterion for Windows) and for the native TSan build
+ * (MPROC_TEST_SHIM: BoxFort's arena collides with TSan). It covers what
+ * the test sources use: Test/TestSuite with .timeout/.init/.fini/.disabled,
+ * the cr_assert_* and cr_expect_* families with printf-style messages,
+ * cr_skip_test, cr_log_*, and the four calls of a custom main. Each test
+ * runs in its own process (see criterion.c).
  *
  * Messages are not format-checked: every assertion passes a trailing ""
  * so that the message may be omitted without an empty __VA_ARGS__ (which
