@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <sched.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,30 +71,16 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* True once *w != expected within spin_ns of looking (never on a one-CPU
- * machine), then SPIN_YIELDS more looks, each after handing the CPU over:
- * when more processes are runnable than there are CPUs, the peer that
- * would change the word may be waiting for this very CPU, and a turn
- * costs less than a sleep and a wake-up. One turn: under heavy load each
- * may cost a whole time slice, where a sleeper would be woken at once
- * (measured: 4 turns doubled the W3-lat round trip at load 7, 1 did not). */
-#define SPIN_YIELDS 1
+/* True once *w != expected within spin_ns. */
 static bool spin_for_change(const _Atomic uint32_t *w, uint32_t expected, uint32_t spin_ns)
 {
-    if (!spin_ns) return false;
-    if (cpu_count() >= 2) {
-        uint64_t start = mp__os_now_ns();
-        for (unsigned i = 1;; i++) {
-            if (atomic_load_explicit(w, memory_order_acquire) != expected) return true;
-            cpu_relax();
-            if (!(i & 63) && mp__os_now_ns() - start >= spin_ns) break;
-        }
-    }
-    for (int i = 0; i < SPIN_YIELDS; i++) {
-        sched_yield();
+    if (!spin_ns || cpu_count() < 2) return false;
+    uint64_t start = mp__os_now_ns();
+    for (unsigned i = 1;; i++) {
         if (atomic_load_explicit(w, memory_order_acquire) != expected) return true;
+        cpu_relax();
+        if (!(i & 63) && mp__os_now_ns() - start >= spin_ns) return false;
     }
-    return false;
 }
 
 #if !defined(MPROC_PORTABLE_POSIX)
