@@ -134,7 +134,7 @@ static void heal(mp_queue_t *h)
  * call that must not wait for the queue may still wait for the lock. */
 static long lock_ms(long timeout_ms, uint64_t start)
 {
-    return timeout_ms == 0 ? MP_FOREVER : mp__timeout_left(timeout_ms, start);
+    return timeout_ms <= 0 ? MP_FOREVER : mp__timeout_left(timeout_ms, start);
 }
 
 static uint64_t now_if(long timeout_ms)

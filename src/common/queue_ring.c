@@ -204,8 +204,10 @@ static _Atomic uint64_t *end_word(uint8_t *buffer)
 /* ---- committing a state ---- */
 
 /* Makes n the producers' state: written into the spare copy, switched to
- * with one store, then copied over the old one as well, so the copies
- * agree between calls (hot only: cold did not change). */
+ * with one store. full: the cold part changed too, and is then copied
+ * over the old copy as well, so the cold parts agree between calls and a
+ * commit of the hot part alone (the next one writes the hot part of the
+ * copy it switches to) is enough. A repair makes them agree again. */
 static void pcommit(q_shm_t *q, const q_pstate_t *n, bool full)
 {
     uint32_t c = atomic_load_explicit(&q->pcur, memory_order_relaxed);
@@ -218,10 +220,7 @@ static void pcommit(q_shm_t *q, const q_pstate_t *n, bool full)
     /* Not one store to the old copy before the switch: a process killed
      * in between would leave a current state half overwritten. */
     atomic_signal_fence(memory_order_seq_cst);
-    if (full)
-        *old = *n;
-    else
-        old->hot = n->hot;
+    if (full) *old = *n;
 }
 
 static void ccommit(q_shm_t *q, const q_cstate_t *n, bool full)
@@ -234,10 +233,7 @@ static void ccommit(q_shm_t *q, const q_cstate_t *n, bool full)
         spare->hot = n->hot;
     atomic_store_explicit(&q->ccur, c + 1, memory_order_release);
     atomic_signal_fence(memory_order_seq_cst);
-    if (full)
-        *old = *n;
-    else
-        old->hot = n->hot;
+    if (full) *old = *n;
 }
 
 static const q_pstate_t *pcur(q_shm_t *q)
