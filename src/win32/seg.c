@@ -1,8 +1,8 @@
 /* Shared segments on Windows (contract in platform.h).
  *
  * A segment is a pagefile-backed file mapping, its robust mutexes are
- * Win32 mutexes (a wait reports WAIT_ABANDONED when the owning thread died
- * holding one) and its wait queues are semaphores carrying wake tokens.
+ * lock words in the header with an event each for their sleepers
+ * (lockword.c) and its wait queues are semaphores carrying wake tokens.
  * Every object is named in this session's namespace (Local\), with the
  * user-only DACL: private segments under a random name, mp_shm ones under
  * their user name. Kernel objects live exactly as long as some process
@@ -21,7 +21,7 @@
 #include <winioctl.h>
 
 #define SEG_MAGIC 0x4753504du /* "MPSG" */
-#define SEG_VERSION 2u
+#define SEG_VERSION 3u
 #define SEG_SLOT 64
 #define SEG_PAGE 4096u
 #define SEG_LIVE 0
@@ -49,6 +49,11 @@ typedef struct {
     wchar_t ext_path[MAX_PATH + 1]; /* NUL-terminated */
 } seg_hdr_t;
 
+/* A mutex's shared part: its lock word (lockword.c). */
+typedef struct {
+    _Atomic uint64_t word;
+} seg_mutex_t;
+
 /* A wait queue's shared part: how many may be asleep on it. */
 typedef struct {
     _Atomic uint32_t waiters;
@@ -63,9 +68,10 @@ struct mp__seg {
     HANDLE map;
     uint8_t *base;
     seg_hdr_t *hdr;
+    seg_mutex_t *mutex[MP__SEG_MAX_MUTEX];
     seg_wq_t *wq[MP__SEG_MAX_WQ];
     void *user;
-    HANDLE mutex[MP__SEG_MAX_MUTEX];
+    HANDLE lock_ev[MP__SEG_MAX_MUTEX]; /* a mutex's sleepers wait on it */
     HANDLE sem[MP__SEG_MAX_WQ];
     HANDLE ext; /* the extension file */
 };
@@ -80,9 +86,9 @@ static size_t align_up(size_t v, size_t a)
     return (v + a - 1) / a * a;
 }
 
-static size_t hdr_size_for(unsigned nwq, bool named)
+static size_t hdr_size_for(unsigned nmutex, unsigned nwq, bool named)
 {
-    size_t end = align_up(sizeof(seg_hdr_t), SEG_SLOT) + (size_t)nwq * SEG_SLOT;
+    size_t end = align_up(sizeof(seg_hdr_t), SEG_SLOT) + (size_t)(nmutex + nwq) * SEG_SLOT;
     return align_up(end, named ? SEG_PAGE : SEG_SLOT);
 }
 
@@ -107,8 +113,8 @@ static void widen(const char *in, wchar_t *out)
     while (*in++);
 }
 
-/* The kernel name of s's mapping (kind 0), mutex i (kind 'm') or wait
- * queue i (kind 'q'). */
+/* The kernel name of s's mapping (kind 0), mutex i's event (kind 'l') or
+ * wait queue i (kind 'q'). */
 static void object_name(const mp__seg_t *s, int kind, unsigned i, wchar_t *out, size_t cap)
 {
     if (kind)
@@ -122,7 +128,7 @@ static void object_name(const mp__seg_t *s, int kind, unsigned i, wchar_t *out, 
 static void seg_destroy(mp__seg_t *s)
 {
     for (unsigned i = 0; i < MP__SEG_MAX_MUTEX; i++)
-        if (s->mutex[i]) CloseHandle(s->mutex[i]);
+        if (s->lock_ev[i]) CloseHandle(s->lock_ev[i]);
     for (unsigned q = 0; q < MP__SEG_MAX_WQ; q++)
         if (s->sem[q]) CloseHandle(s->sem[q]);
     if (s->base) UnmapViewOfFile(s->base);
@@ -134,6 +140,9 @@ static void seg_destroy(mp__seg_t *s)
 static void seg_layout(mp__seg_t *s)
 {
     uint8_t *slots = s->base + align_up(sizeof(seg_hdr_t), SEG_SLOT);
+    for (unsigned i = 0; i < s->hdr->nmutex; i++)
+        s->mutex[i] = (seg_mutex_t *)(slots + (size_t)i * SEG_SLOT);
+    slots += (size_t)s->hdr->nmutex * SEG_SLOT;
     for (unsigned q = 0; q < s->hdr->nwq; q++)
         s->wq[q] = (seg_wq_t *)(slots + (size_t)q * SEG_SLOT);
     s->user = s->base + s->hdr->hdr_size;
@@ -168,7 +177,7 @@ static int check_header(const seg_hdr_t *h, size_t maplen, const mp__seg_spec_t 
         return mp__fail(MP_EPROTO, "not an mproc segment (or of another version)");
     if (h->nmutex > MP__SEG_MAX_MUTEX || h->nwq > MP__SEG_MAX_WQ || h->named > 1 || h->ext > 1 ||
         (h->ext && (h->named || !wmemchr(h->ext_path, 0, MAX_PATH + 1))) ||
-        h->hdr_size != hdr_size_for(h->nwq, h->named) || h->size > maplen ||
+        h->hdr_size != hdr_size_for(h->nmutex, h->nwq, h->named) || h->size > maplen ||
         maplen - h->size < h->hdr_size)
         return mp__fail(MP_EPROTO, "segment header is inconsistent");
     if (h->tag != expect->tag)
@@ -201,10 +210,10 @@ static int create_objects(mp__seg_t *s, const mp__seg_spec_t *spec)
     int rc = mp__w32_user_only_sa(&sa);
     wchar_t n[OS_NAME_MAX + 16];
     for (unsigned i = 0; !rc && i < spec->nmutex; i++) {
-        object_name(s, 'm', i, n, sizeof n / sizeof *n);
-        s->mutex[i] = CreateMutexW(&sa, FALSE, n);
-        if (!s->mutex[i])
-            rc = mp__fail_os("CreateMutexW");
+        object_name(s, 'l', i, n, sizeof n / sizeof *n);
+        s->lock_ev[i] = CreateEventW(&sa, FALSE, FALSE, n); /* auto-reset: wakes one */
+        if (!s->lock_ev[i])
+            rc = mp__fail_os("CreateEventW");
         else if (GetLastError() == ERROR_ALREADY_EXISTS)
             rc = mp__fail(MP_EEXIST, "a mutex of a new segment already exists");
     }
@@ -356,7 +365,7 @@ int mp__seg_create(const mp__seg_spec_t *spec, mp__seg_t **out)
 {
     int rc = check_spec(spec);
     if (rc) return rc;
-    size_t hdr_size = hdr_size_for(spec->nwq, spec->name != NULL);
+    size_t hdr_size = hdr_size_for(spec->nmutex, spec->nwq, spec->name != NULL);
     if (spec->size > SIZE_MAX - hdr_size)
         return mp__fail(MP_ENOMEM, "segment of %zu bytes is too large", spec->size);
     mp__seg_t *s = mp__calloc(1, sizeof *s);
@@ -398,9 +407,9 @@ static int open_objects(mp__seg_t *s)
 {
     wchar_t n[OS_NAME_MAX + 16];
     for (unsigned i = 0; i < s->hdr->nmutex; i++) {
-        object_name(s, 'm', i, n, sizeof n / sizeof *n);
-        s->mutex[i] = OpenMutexW(SYNCHRONIZE | MUTEX_MODIFY_STATE, FALSE, n);
-        if (!s->mutex[i]) return mp__fail(MP_ENOTFOUND, "a mutex of the segment is gone");
+        object_name(s, 'l', i, n, sizeof n / sizeof *n);
+        s->lock_ev[i] = OpenEventW(SYNCHRONIZE | EVENT_MODIFY_STATE, FALSE, n);
+        if (!s->lock_ev[i]) return mp__fail(MP_ENOTFOUND, "a mutex of the segment is gone");
     }
     for (unsigned q = 0; q < s->hdr->nwq; q++) {
         object_name(s, 'q', q, n, sizeof n / sizeof *n);
@@ -509,7 +518,7 @@ int mp__seg_ref(mp__seg_t *s, bool by_name, mp__seg_ref_t *ref)
          * even if we close ours before it comes to open them. */
         ref->osh[ref->nosh++] = (mp__osh_t)s->map;
         for (unsigned i = 0; i < s->hdr->nmutex; i++)
-            ref->osh[ref->nosh++] = (mp__osh_t)s->mutex[i];
+            ref->osh[ref->nosh++] = (mp__osh_t)s->lock_ev[i];
         for (unsigned q = 0; q < s->hdr->nwq; q++)
             ref->osh[ref->nosh++] = (mp__osh_t)s->sem[q];
         if (s->ext) ref->osh[ref->nosh++] = (mp__osh_t)s->ext;
@@ -556,7 +565,7 @@ static int adopt_handles(mp__seg_t *s, mp__seg_ref_t *ref, const mp__seg_spec_t 
     ref->osh[0] = MP__OSH_INVALID;
     int rc = adopt_mapping(s, expect, ref->bytes + ref->len - 16, false);
     for (unsigned i = 0; !rc && i < expect->nmutex; i++) {
-        s->mutex[i] = (HANDLE)ref->osh[1 + i];
+        s->lock_ev[i] = (HANDLE)ref->osh[1 + i];
         ref->osh[1 + i] = MP__OSH_INVALID;
     }
     for (unsigned q = 0; !rc && q < expect->nwq; q++) {
@@ -666,24 +675,13 @@ void mp__seg_close(mp__seg_t *s)
 int mp__seg_lock(mp__seg_t *s, unsigned i, long timeout_ms)
 {
     if (i >= s->hdr->nmutex) return mp__fail(MP_EINVAL, "no mutex %u in the segment", i);
-    DWORD w = WaitForSingleObject(s->mutex[i], mp__w32_ms(timeout_ms));
-    if (w == WAIT_OBJECT_0) return 0;
-    if (w == WAIT_ABANDONED)
-        return mp__fail(MP_EOWNERDEAD, "the lock's previous owner died holding it");
-    if (w == WAIT_TIMEOUT && timeout_ms == 0)
-        return mp__fail_lit(MP_ETIMEDOUT, "lock not acquired: another holds it");
-    if (w == WAIT_TIMEOUT)
-        return mp__fail(MP_ETIMEDOUT, "lock not acquired within %ld ms", timeout_ms);
-    return mp__fail_os("WaitForSingleObject(mutex)");
+    return mp__w32_lock_take(&s->mutex[i]->word, s->lock_ev[i], timeout_ms);
 }
 
 int mp__seg_unlock(mp__seg_t *s, unsigned i)
 {
     if (i >= s->hdr->nmutex) return mp__fail(MP_EINVAL, "no mutex %u in the segment", i);
-    if (ReleaseMutex(s->mutex[i])) return 0;
-    DWORD err = GetLastError();
-    if (err == ERROR_NOT_OWNER) return mp__fail(MP_EPERM, "the mutex is not held by this thread");
-    return mp__w32_fail("ReleaseMutex", err);
+    return mp__w32_lock_give(&s->mutex[i]->word, s->lock_ev[i]);
 }
 
 /* ---- wait queues ---- */

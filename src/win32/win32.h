@@ -50,6 +50,15 @@ enum { MP__IO_DONE, MP__IO_TIMEOUT, MP__IO_EXTRA, MP__IO_ERROR };
 int mp__w32_io_wait(HANDLE h, OVERLAPPED *ov, bool sock, long timeout_ms, HANDLE extra, DWORD *n,
                     DWORD *err);
 
+/* A robust lock in shared memory (lockword.c): word is 0 when free and
+ * zeroed memory is a free lock; wake is an auto-reset event that every
+ * process using the lock holds. Take: 0, MP_EOWNERDEAD (the owner thread
+ * ended holding it; now the caller's), MP_ETIMEDOUT (timeout 0: a try);
+ * MP_EPERM when the calling thread holds it already. Give: MP_EPERM when
+ * the calling thread does not hold it. */
+int mp__w32_lock_take(_Atomic uint64_t *word, HANDLE wake, long timeout_ms);
+int mp__w32_lock_give(_Atomic uint64_t *word, HANDLE wake);
+
 /* Streams come in three kinds: byte-mode pipes (mp__stream_pair), message-
  * mode pipes (pipe: listeners, CPython's PipeConnection) and TCP sockets. */
 enum { MP__W32_PIPE, MP__W32_MSGPIPE, MP__W32_SOCKET };
