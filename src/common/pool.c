@@ -188,11 +188,12 @@ static void fail_held(mp_pool_t *p, mp__worker_t *w, int code, const char *text,
 {
     size_t n = w->held.len, got = w->got;
     w->got = w->items = w->bytes = w->blind = 0;
+    w->work_ns = 0;
     if (requeue_rest && n) {
         for (size_t i = n; i-- > 1;)
             requeue(p, *mp__uring_at(&w->held, i), text);
         mp__unit_t u = *mp__uring_at(&w->held, 0);
-        mp__unit_t rest = {u.job, u.first + got + 1, u.count - got - 1, 0, false};
+        mp__unit_t rest = {u.job, u.first + got + 1, u.count - got - 1, 0, false, 0};
         requeue(p, rest, text);
         mp__job_fail(u.job, u.first + got, 1, code, text);
     } else {

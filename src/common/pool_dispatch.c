@@ -1,12 +1,15 @@
 /* Batches out to the workers and their outcomes back in.
  *
  * A worker gets more units while it is busy, so that it never waits for a
- * round trip: about TARGET_NS of work, by a running estimate of how long
- * an item of each task function takes (workers report how long they were
- * busy). Only behind items known to be short, though: a task of unknown
- * duration may be one that waits for another task (a consumer waiting for
- * its producer), and whatever queued behind it on its worker would wait
- * with it. Those go only to idle workers, as in CPython's pool.
+ * round trip: up to TARGET_NS of work in all, by a running estimate of
+ * how long an item of each task function takes (workers report how long
+ * they were busy). The sum counts what the worker holds, whatever its
+ * function, so a unit goes behind others only if they are known to end
+ * soon: a task of unknown or long duration may be one that waits for
+ * another task (a consumer waiting for its producer), and whatever queued
+ * behind it on its worker would wait with it, though another worker is
+ * idle or about to be. Those go only to idle workers, as in CPython's
+ * pool.
  *
  * A thread that must keep reading (the handler) only writes what surely
  * fits in the pipe, SAFE_BYTES, or anything to an idle worker, which is
@@ -102,6 +105,9 @@ int mp__pool_fn_id(mp_pool_t *p, mp_task_fn f, uint32_t *id)
     int rc = mp__module_locate(addr, &e->ref.module, &e->ref.offset, &e->ref.ident);
     if (rc) return rc;
     e->f = f;
+    /* No estimate yet: a stale one (the table is reallocated) would let
+     * a task of unknown duration be queued behind another. */
+    e->est_ns = 0;
     *id = (uint32_t)p->nfns++;
     return 0;
 }
@@ -228,7 +234,8 @@ static bool has_room(const mp_pool_t *p, const mp__worker_t *w, int mode, uint32
 {
     if (!w->items) return true;
     uint64_t est = p->fns[fn].est_ns;
-    if (mode == MP__D_IDLE || w->blind || !est || w->items >= TARGET_NS / est) return false;
+    if (mode == MP__D_IDLE || w->blind || !est || est > TARGET_NS || w->work_ns > TARGET_NS - est)
+        return false;
     return mode == MP__D_BLOCK || w->bytes < SAFE_BYTES;
 }
 
@@ -242,6 +249,19 @@ static mp__worker_t *pick(mp_pool_t *p, int mode, uint32_t fn)
         if (!best || w->items < best->items) best = w;
     }
     return best;
+}
+
+/* The estimated time of count items of est_ns each, capped past
+ * TARGET_NS (a worker holding that much gets nothing more anyway). */
+static uint64_t unit_ns(uint64_t est_ns, size_t count)
+{
+    return est_ns && count > TARGET_NS / est_ns ? TARGET_NS + 1 : est_ns * count;
+}
+
+/* What of u's estimated time is left once got of its items are answered. */
+static uint64_t unit_left_ns(const mp__unit_t *u, size_t got)
+{
+    return u->est_ns * (u->count - got) / u->count;
 }
 
 /* Moves units into w's batch while it has room; returns how many. The
@@ -265,6 +285,7 @@ static size_t fill(mp_pool_t *p, mp__worker_t *w, int mode)
         if (mp__pbuf_reserve(b, need) || (define && mark_fn(w, fn))) break;
         u.bytes = need;
         u.blind = !p->fns[fn].est_ns;
+        u.est_ns = unit_ns(p->fns[fn].est_ns, u.count);
         if (mp__uring_push(&w->held, &u, false)) {
             if (define) w->has_fn[fn] = 0;
             break;
@@ -275,6 +296,7 @@ static size_t fill(mp_pool_t *p, mp__worker_t *w, int mode)
         w->items += u.count;
         w->bytes += need;
         w->blind += u.blind;
+        w->work_ns += u.est_ns;
         w->units_sent++;
         units++;
     }
@@ -411,6 +433,7 @@ static bool results(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
         if (!m) return false;
         n -= m;
         w->items -= m;
+        w->work_ns -= unit_left_ns(u, w->got) - unit_left_ns(u, w->got + m);
         w->got += m;
         if (w->got == u->count) {
             w->bytes -= u->bytes;

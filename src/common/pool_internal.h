@@ -257,8 +257,9 @@ struct mp_result {
 typedef struct {
     mp__job_t *job;
     size_t first, count;
-    size_t bytes; /* its share of a worker's pipe */
-    bool blind;   /* sent while its function's duration was unknown */
+    size_t bytes;    /* its share of a worker's pipe */
+    bool blind;      /* sent while its function's duration was unknown */
+    uint64_t est_ns; /* its items' estimated time when sent (capped) */
 } mp__unit_t;
 
 /* A FIFO of units. */
@@ -283,6 +284,7 @@ typedef struct {
     size_t got;          /* items of the oldest unit already answered */
     size_t items, bytes; /* in flight */
     size_t blind;        /* held units that are blind (see mp__unit_t) */
+    uint64_t work_ns;    /* estimated time of the held items not answered */
     uint64_t head_start; /* when its current item started, at the latest */
     uint8_t *has_fn;     /* which task functions it was sent */
     size_t has_fn_cap;
