@@ -42,7 +42,7 @@ run() {
   shift 2
   local start=$SECONDS
   if ! timeout 3600 "$@" >"$log" 2>&1 || grep -q "WARNING: ThreadSanitizer" "$log"; then
-    echo "tsan ($name): FAILED ($((SECONDS - start)) s)"
+    echo "tsan ($name): FAILED: $(tail -n 1 "$log") ($((SECONDS - start)) s)"
     grep -E -A40 "^\[(FAIL|CRASH|TIMEOUT)\]|WARNING: ThreadSanitizer" "$log" | head -400
     status=1
   else
