@@ -193,10 +193,11 @@ static void report(struct slot *s, bool exited, cr__done_fn *done, void *ctx)
 void cr__os_run_children(const char *argv0, size_t n, const char *const names[],
                          const double limits[], unsigned jobs, cr__done_fn *done, void *ctx)
 {
-    struct slot *slots = calloc(jobs ? jobs : 1, sizeof *slots);
-    if (!slots) jobs = 1;
-    struct slot one;
-    if (!slots) slots = &one;
+    struct slot one, *slots = jobs > 1 ? calloc(jobs, sizeof *slots) : NULL;
+    if (!slots) {
+        slots = &one;
+        jobs = 1;
+    }
     bool capture = jobs > 1;
     size_t next = 0, running = 0;
     for (;;) {
