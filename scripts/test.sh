@@ -25,8 +25,9 @@ run_preset native
 # The POSIX backend limited to what macOS offers (no robust mutexes, no
 # unnamed process-shared semaphores): the whole suite again.
 run_preset portable
-# Valgrind over part of the native build, TSan over the threaded parts,
-# and each fuzz target for 10 s (docs/RELIABILITY.md).
+# Valgrind over part of the native build, TSan over the whole suite (fork
+# and spawn) and a multi-threaded driver, and each fuzz target for 10 s
+# (docs/RELIABILITY.md).
 run_script() {
   local name=$1
   shift

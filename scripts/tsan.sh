@@ -9,6 +9,8 @@
 #   scripts/tsan.sh [FILTER]   FILTER: a --filter glob, e.g. 'queue/*';
 #                              '*' for every test
 #   MPROC_TSAN_METHODS=spawn scripts/tsan.sh   one start method only
+#   MPROC_TSAN_JOBS=N          tests run at once (default: the CPUs online;
+#                              each test's output is printed whole as it ends)
 # Left out by default, for time: the 256 and 64 MiB items and the 64 MiB
 # pipe round trip (every byte goes through instrumented copies: the 256 MiB
 # one passes 120 s, its own timeout; the two 64 MiB ones took 76 and 102 s
@@ -40,7 +42,7 @@ run() {
   shift 2
   local start=$SECONDS
   if ! timeout 3600 "$@" >"$log" 2>&1 || grep -q "WARNING: ThreadSanitizer" "$log"; then
-    echo "tsan ($name): FAILED ($((SECONDS - start)) s)"
+    echo "tsan ($name): FAILED: $(tail -n 1 "$log") ($((SECONDS - start)) s)"
     grep -E -A40 "^\[(FAIL|CRASH|TIMEOUT)\]|WARNING: ThreadSanitizer" "$log" | head -400
     status=1
   else
@@ -50,7 +52,7 @@ run() {
 for method in ${MPROC_TSAN_METHODS:-fork spawn}; do
   export MPROC_START_METHOD=$method
   run "suite, $method" "$build/tsan-suite-$method.log" \
-    "$build/bin/mproc_tests" --filter "$filter"
+    "$build/bin/mproc_tests" --jobs "${MPROC_TSAN_JOBS:-$(nproc)}" --filter "$filter"
   run "driver, $method" "$build/tsan-driver-$method.log" "$build/bin/mproc_tsan_driver"
 done
 exit $status

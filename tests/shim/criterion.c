@@ -1,10 +1,11 @@
 /* The runner of the Criterion stand-in (see criterion/criterion.h), the
  * part that is the same on every OS.
  *
- * The parent runs the tests one after another, each in a fresh copy of
- * this executable started with "--shim-run suite::name" (runner.h; the OS
- * side keeps every process the test starts with it, kills them all when
- * it ends, and kills it on timeout). The child's exit code is the verdict:
+ * The parent runs the tests, several at once as Criterion does (--jobs,
+ * CRITERION_JOBS; one at a time on Windows), each in a fresh copy of this
+ * executable started with "--shim-run suite::name" (runner.h; the OS side
+ * keeps every process the test starts with it, kills them all when it
+ * ends, and kills it on timeout). The child's exit code is the verdict:
  * 0 passed, 1 failed, CR__SKIP_CODE skipped, anything else (or a signal)
  * a crash. The library under test is not used here. */
 #include <setjmp.h>
@@ -30,6 +31,7 @@ static const char *filter;
 static const char *run_only;
 static const char *argv0;
 static bool list_only;
+static unsigned jobs; /* 0: unset */
 
 /* State of the test running in this process. */
 static jmp_buf test_exit;
@@ -148,13 +150,27 @@ void criterion_finalize(struct criterion_test_set *set)
 
 static void usage(const char *prog)
 {
-    printf("usage: %s [--filter PATTERN] [--list]\n"
-           "  runs each test in its own process; --filter keeps the tests whose\n"
+    printf("usage: %s [--filter PATTERN] [--list] [--jobs N]\n"
+           "  runs each test in its own process, N at once (default: CRITERION_JOBS,\n"
+           "  else the CPUs online); --filter keeps the tests whose\n"
            "  \"suite/name\" matches PATTERN, a glob (*, ?, [set]) as Criterion's;\n"
            "  \"!(A|B)\" keeps those that match neither glob A nor B; a PATTERN\n"
            "  without those characters keeps the tests whose \"suite::name\" or\n"
            "  \"suite/name\" contains it\n",
            prog);
+}
+
+/* A count of jobs; anything but a positive number ends the program, as a
+ * mistyped command line should. */
+static unsigned parse_jobs(const char *s)
+{
+    char *end;
+    unsigned long n = strtoul(s, &end, 10);
+    if (end == s || *end || n == 0 || n > 1024) {
+        fprintf(stderr, "criterion shim: bad job count '%s'\n", s);
+        exit(2);
+    }
+    return (unsigned)n;
 }
 
 int criterion_handle_args(int argc, char *argv[], bool handle_unknown_arg)
@@ -174,8 +190,12 @@ int criterion_handle_args(int argc, char *argv[], bool handle_unknown_arg)
             usage(argv[0]);
             return 0;
         } else if ((!strcmp(a, "-j") || !strcmp(a, "--jobs")) && i + 1 < argc)
-            i++; /* accepted for Criterion's command lines; tests run one at a time */
-        else if (!strncmp(a, "--jobs=", 7) || !strncmp(a, "--verbose", 9))
+            jobs = parse_jobs(argv[++i]);
+        else if (!strncmp(a, "--jobs=", 7))
+            jobs = parse_jobs(a + 7);
+        else if (!strncmp(a, "-j", 2) && a[2])
+            jobs = parse_jobs(a + 2);
+        else if (!strncmp(a, "--verbose", 9))
             continue;
         else if (handle_unknown_arg) {
             /* Exit rather than return 0: main would report success. */
@@ -352,22 +372,39 @@ static enum verdict judge(const struct criterion_test *t, const char *name,
     return v;
 }
 
-static enum verdict run_child(const struct criterion_test *t)
+struct run {
+    struct criterion_test **v; /* the tests started */
+    size_t passed, failed, skipped;
+};
+
+static void tally(struct run *r, enum verdict v)
 {
-    char name[512];
+    r->passed += v == PASSED;
+    r->failed += v == FAILED;
+    r->skipped += v == SKIPPED;
+}
+
+/* A test's output, whole, then its verdict. */
+static void on_done(size_t i, const struct cr__outcome *o, FILE *output, void *ctx)
+{
+    struct run *r = ctx;
+    const struct criterion_test *t = r->v[i];
+    char name[512], buf[4096];
     snprintf(name, sizeof name, "%s::%s", t->suite, t->name);
-    if (t->data.disabled) {
-        printf("[SKIP] %s (disabled)\n", name);
-        return SKIPPED;
-    }
-    fflush(NULL);
-    double limit = test_timeout(t);
-    struct cr__outcome o;
-    memset(&o, 0, sizeof o);
-    cr__os_run_child(argv0, name, limit, &o);
-    enum verdict v = judge(t, name, &o, limit);
+    size_t got;
+    while (output && (got = fread(buf, 1, sizeof buf, output)) > 0)
+        fwrite(buf, 1, got, stdout);
+    tally(r, judge(t, name, o, test_timeout(t)));
     fflush(stdout);
-    return v;
+}
+
+static unsigned jobs_wanted(void)
+{
+    if (jobs) return jobs;
+    const char *env = getenv("CRITERION_JOBS");
+    if (env && *env) return parse_jobs(env);
+    unsigned n = cr__os_default_jobs();
+    return n ? n : 1;
 }
 
 int criterion_run_all_tests(struct criterion_test_set *set)
@@ -378,17 +415,38 @@ int criterion_run_all_tests(struct criterion_test_set *set)
             if (selected(set->v[i])) printf("%s::%s\n", set->v[i]->suite, set->v[i]->name);
         return 1;
     }
-    size_t passed = 0, failed = 0, skipped = 0;
-    for (size_t i = 0; i < set->n; i++) {
-        if (!selected(set->v[i])) continue;
-        enum verdict v = run_child(set->v[i]);
-        passed += v == PASSED;
-        failed += v == FAILED;
-        skipped += v == SKIPPED;
+    struct run r = {calloc(set->n + 1, sizeof *r.v), 0, 0, 0};
+    const char **names = calloc(set->n + 1, sizeof *names);
+    double *limits = calloc(set->n + 1, sizeof *limits);
+    char(*name)[512] = calloc(set->n + 1, sizeof *name);
+    if (!r.v || !names || !limits || !name) {
+        fputs("criterion shim: out of memory\n", stderr);
+        exit(2);
     }
-    printf("%zu passed, %zu failed", passed, failed);
-    if (skipped) printf(", %zu skipped", skipped);
+    size_t n = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        struct criterion_test *t = set->v[i];
+        if (!selected(t)) continue;
+        snprintf(name[n], sizeof name[n], "%s::%s", t->suite, t->name);
+        if (t->data.disabled) {
+            printf("[SKIP] %s (disabled)\n", name[n]);
+            tally(&r, SKIPPED);
+            continue;
+        }
+        r.v[n] = t;
+        names[n] = name[n];
+        limits[n] = test_timeout(t);
+        n++;
+    }
+    fflush(NULL);
+    cr__os_run_children(argv0, n, names, limits, jobs_wanted(), on_done, &r);
+    printf("%zu passed, %zu failed", r.passed, r.failed);
+    if (r.skipped) printf(", %zu skipped", r.skipped);
     printf("\n");
     fflush(stdout);
-    return failed == 0;
+    free(name);
+    free(limits);
+    free(names);
+    free(r.v);
+    return r.failed == 0;
 }

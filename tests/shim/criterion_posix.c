@@ -7,7 +7,9 @@
  * and when the test ends whatever it left running in the group is killed
  * too, while its exited leader still holds the group's id (so the id
  * cannot name another group yet). A SIGCHLD handler writing to a pipe
- * lets the parent wait for the end or the timeout in poll. */
+ * lets the parent wait in poll for any test's end or the nearest timeout.
+ * With several tests at once, each one's output goes to a temporary file
+ * of its own, handed back whole when it ends. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -73,68 +76,66 @@ static double now(void)
 }
 
 /* This executable: /proc/self/exe where there is one, else argv[0]
- * (searched in PATH when it has no slash). */
-static int start_child(const char *argv0, const char *name, pid_t *pid)
+ * (searched in PATH when it has no slash). OUT >= 0: the child's stdout
+ * and stderr go there. */
+static int start_child(const char *argv0, const char *name, int out, pid_t *pid)
 {
     static const char proc_exe[] = "/proc/self/exe";
     bool proc = access(proc_exe, X_OK) == 0;
     char *argv[] = {(char *)argv0, CR__RUN_FLAG, (char *)name, NULL};
-    posix_spawnattr_t attr;
-    int rc = posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_t fa;
+    int rc = posix_spawn_file_actions_init(&fa);
     if (rc) return rc;
+    if (out >= 0) {
+        rc = posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
+        if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, out, STDERR_FILENO);
+    }
+    posix_spawnattr_t attr;
+    if (!rc) rc = posix_spawnattr_init(&attr);
+    if (rc) {
+        posix_spawn_file_actions_destroy(&fa);
+        return rc;
+    }
     sigset_t none;
     sigemptyset(&none);
     rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
     if (!rc) rc = posix_spawnattr_setpgroup(&attr, 0);
     if (!rc) rc = posix_spawnattr_setsigmask(&attr, &none);
     if (!rc)
-        rc = proc ? posix_spawn(pid, proc_exe, NULL, &attr, argv, environ)
-                  : posix_spawnp(pid, argv0, NULL, &attr, argv, environ);
+        rc = proc ? posix_spawn(pid, proc_exe, &fa, &attr, argv, environ)
+                  : posix_spawnp(pid, argv0, &fa, &attr, argv, environ);
     posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
     return rc;
 }
 
-/* Waits until the child has exited (left unreaped) or LIMIT seconds have
- * passed; true when it exited. */
-static bool wait_exit(pid_t pid, double limit, double start)
+/* A test running. */
+struct slot {
+    size_t i;
+    pid_t pid;
+    double start;
+    FILE *output; /* NULL: not captured */
+};
+
+/* True when the child has exited (left unreaped, so that its process
+ * group's id stays ours until the group is killed). */
+static bool has_exited(pid_t pid)
 {
-    for (;;) {
-        siginfo_t si;
-        memset(&si, 0, sizeof si);
-        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
-            if (si.si_pid == pid) return true;
-        } else if (errno != EINTR) {
-            return true; /* cannot watch it: the waitpid below tells */
-        }
-        double left = limit - (now() - start);
-        if (left <= 0) return false;
-        struct pollfd p = {chld_pipe[0], POLLIN, 0};
-        double ms = left * 1000.0 + 1.0;
-        poll(&p, 1, ms > INT_MAX ? INT_MAX : (int)ms);
-        char drain[64];
-        while (read(chld_pipe[0], drain, sizeof drain) > 0)
-            continue;
-    }
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0) return si.si_pid == pid;
+    return errno != EINTR; /* cannot watch it: the waitpid in finish tells */
 }
 
-void cr__os_run_child(const char *argv0, const char *name, double limit, struct cr__outcome *out)
+static void finish(struct slot *s, bool exited, struct cr__outcome *out)
 {
-    pid_t pid;
-    int rc = watch_children() ? start_child(argv0, name, &pid) : errno;
-    if (rc) {
-        out->end = CR__NOT_STARTED;
-        snprintf(out->detail, sizeof out->detail, "%s", strerror(rc));
-        return;
-    }
-    double start = now();
-    bool exited = wait_exit(pid, limit, start);
-    out->secs = now() - start;
+    out->secs = now() - s->start;
     /* Whatever the test started and left running goes with it (and the
      * test itself on timeout). */
-    kill(-pid, SIGKILL);
+    kill(-s->pid, SIGKILL);
     int status = 0;
     pid_t got;
-    while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+    while ((got = waitpid(s->pid, &status, 0)) < 0 && errno == EINTR)
         continue;
     if (got < 0) {
         out->end = CR__NOT_STARTED;
@@ -148,4 +149,92 @@ void cr__os_run_child(const char *argv0, const char *name, double limit, struct 
         out->end = CR__EXITED;
         out->code = (unsigned long)WEXITSTATUS(status);
     }
+}
+
+/* Starts test I in S; false (and DONE called) when it could not start. */
+static bool launch(const char *argv0, const char *name, size_t i, bool capture, struct slot *s,
+                   cr__done_fn *done, void *ctx)
+{
+    struct cr__outcome o;
+    memset(&o, 0, sizeof o);
+    s->i = i;
+    s->output = NULL;
+    int rc = 0;
+    /* tmpfile, not a pipe: a test that writes much never blocks on us. */
+    if (capture && !(s->output = tmpfile())) rc = errno;
+    if (!rc && s->output && fcntl(fileno(s->output), F_SETFD, FD_CLOEXEC)) rc = errno;
+    if (!rc) {
+        fflush(NULL);
+        rc = watch_children()
+                 ? start_child(argv0, name, s->output ? fileno(s->output) : -1, &s->pid)
+                 : errno;
+    }
+    if (!rc) {
+        s->start = now();
+        return true;
+    }
+    o.end = CR__NOT_STARTED;
+    snprintf(o.detail, sizeof o.detail, "%s", strerror(rc));
+    if (s->output) fclose(s->output);
+    done(i, &o, NULL, ctx);
+    return false;
+}
+
+static void report(struct slot *s, bool exited, cr__done_fn *done, void *ctx)
+{
+    struct cr__outcome o;
+    memset(&o, 0, sizeof o);
+    finish(s, exited, &o);
+    if (s->output) rewind(s->output);
+    done(s->i, &o, s->output, ctx);
+    if (s->output) fclose(s->output);
+}
+
+void cr__os_run_children(const char *argv0, size_t n, const char *const names[],
+                         const double limits[], unsigned jobs, cr__done_fn *done, void *ctx)
+{
+    struct slot one, *slots = jobs > 1 ? calloc(jobs, sizeof *slots) : NULL;
+    if (!slots) {
+        slots = &one;
+        jobs = 1;
+    }
+    bool capture = jobs > 1;
+    size_t next = 0, running = 0;
+    for (;;) {
+        while (running < jobs && next < n) {
+            if (launch(argv0, names[next], next, capture, &slots[running], done, ctx)) running++;
+            next++;
+        }
+        if (!running) break;
+        /* Report every test that ended or ran out of time; wait for the
+         * next end or the nearest deadline. */
+        double wait = -1;
+        for (size_t k = 0; k < running;) {
+            struct slot *s = &slots[k];
+            bool exited = has_exited(s->pid);
+            double left = limits[s->i] - (now() - s->start);
+            if (exited || left <= 0) {
+                report(s, exited, done, ctx);
+                slots[k] = slots[--running];
+                wait = 0;
+                continue;
+            }
+            if (wait < 0 || left < wait) wait = left;
+            k++;
+        }
+        if (wait <= 0) continue;
+        struct pollfd p = {chld_pipe[0], POLLIN, 0};
+        double ms = wait * 1000.0 + 1.0;
+        poll(&p, 1, ms > INT_MAX ? INT_MAX : (int)ms);
+        char drain[64];
+        while (read(chld_pipe[0], drain, sizeof drain) > 0)
+            continue;
+    }
+    if (slots != &one) free(slots);
+}
+
+unsigned cr__os_default_jobs(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 1024 ? (unsigned)n : 1;
 }

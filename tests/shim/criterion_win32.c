@@ -110,9 +110,8 @@ static bool start_child(const char *name, HANDLE *job, PROCESS_INFORMATION *pi)
     return ok;
 }
 
-void cr__os_run_child(const char *argv0, const char *name, double limit, struct cr__outcome *out)
+static void run_child(const char *name, double limit, struct cr__outcome *out)
 {
-    (void)argv0; /* GetModuleFileNameW names this executable */
     HANDLE job;
     PROCESS_INFORMATION pi;
     if (!start_child(name, &job, &pi)) {
@@ -135,4 +134,23 @@ void cr__os_run_child(const char *argv0, const char *name, double limit, struct 
     CloseHandle(pi.hProcess);
     out->end = w == WAIT_OBJECT_0 ? CR__EXITED : CR__TIMED_OUT;
     out->code = code;
+}
+
+void cr__os_run_children(const char *argv0, size_t n, const char *const names[],
+                         const double limits[], unsigned jobs, cr__done_fn *done, void *ctx)
+{
+    (void)argv0; /* GetModuleFileNameW names this executable */
+    (void)jobs;
+    for (size_t i = 0; i < n; i++) {
+        struct cr__outcome o;
+        memset(&o, 0, sizeof o);
+        fflush(NULL);
+        run_child(names[i], limits[i], &o);
+        done(i, &o, NULL, ctx);
+    }
+}
+
+unsigned cr__os_default_jobs(void)
+{
+    return 1;
 }

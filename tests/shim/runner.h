@@ -6,6 +6,8 @@
 #define MP_SHIM_RUNNER_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 
 /* The exit code of a skipped test. */
 #define CR__SKIP_CODE 77
@@ -27,9 +29,22 @@ struct cr__outcome {
     char detail[160]; /* CR__NOT_STARTED: why */
 };
 
-/* Runs this executable again as "<exe> --shim-run NAME" with our standard
- * streams, kills it after LIMIT seconds, and kills whatever processes it
- * left behind. ARGV0 is this program's argv[0]. */
-void cr__os_run_child(const char *argv0, const char *name, double limit, struct cr__outcome *out);
+/* Called as each test ends, with the stream holding what it wrote, read
+ * from its start (NULL: it wrote straight to our standard streams). */
+typedef void cr__done_fn(size_t i, const struct cr__outcome *o, FILE *output, void *ctx);
+
+/* Runs this executable again as "<exe> --shim-run NAMES[i]" for each of
+ * the N tests, up to JOBS at once (POSIX; Windows runs them one at a time
+ * and ignores JOBS), kills each after LIMITS[i] seconds, kills whatever
+ * processes it left behind, and calls DONE. With more than one job each
+ * test's output is captured and handed to DONE, so that the lines of
+ * tests running together never interleave. ARGV0 is this program's
+ * argv[0]. */
+void cr__os_run_children(const char *argv0, size_t n, const char *const names[],
+                         const double limits[], unsigned jobs, cr__done_fn *done, void *ctx);
+
+/* How many tests run at once unless told: the CPUs online (POSIX), 1
+ * (Windows). */
+unsigned cr__os_default_jobs(void);
 
 #endif
