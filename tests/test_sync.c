@@ -39,19 +39,25 @@ static uint32_t next_random(uint32_t *s)
 
 /* ---- mutual exclusion ---- */
 
-static int count_up(mp_args_t *a)
+/* Adds 1 to the shared counter n times under the lock. */
+static int count_n(mp_args_t *a, int n)
 {
     mp_lock_t *l;
     mp_value_t *v;
     if (mp_args_lock(a, 0, &l) || mp_args_value(a, 1, &v)) return 10;
-    volatile uint64_t *n = mp_value_ptr(v);
-    for (int i = 0; i < COUNT_EACH; i++) {
+    volatile uint64_t *c = mp_value_ptr(v);
+    for (int i = 0; i < n; i++) {
         if (mp_lock_acquire(l, MP_FOREVER)) return 11;
-        uint64_t seen = *n;
-        *n = seen + 1; /* a lost update shows in the total */
+        uint64_t seen = *c;
+        *c = seen + 1; /* a lost update shows in the total */
         if (mp_lock_release(l)) return 12;
     }
     return 0;
+}
+
+static int count_up(mp_args_t *a)
+{
+    return count_n(a, COUNT_EACH);
 }
 
 Test(sync, lock_mutual_exclusion_4_processes, .timeout = TEST_TIMEOUT)
@@ -74,17 +80,7 @@ Test(sync, lock_mutual_exclusion_4_processes, .timeout = TEST_TIMEOUT)
 
 static int count_alone(mp_args_t *a)
 {
-    mp_lock_t *l;
-    mp_value_t *v;
-    if (mp_args_lock(a, 0, &l) || mp_args_value(a, 1, &v)) return 10;
-    volatile uint64_t *n = mp_value_ptr(v);
-    for (int i = 0; i < COUNT_EACH / 10; i++) {
-        if (mp_lock_acquire(l, MP_FOREVER)) return 11;
-        uint64_t seen = *n;
-        *n = seen + 1;
-        if (mp_lock_release(l)) return 12;
-    }
-    return 0;
+    return count_n(a, COUNT_EACH / 10);
 }
 
 /* The parent frees its lock and value before the children can have taken
