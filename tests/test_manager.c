@@ -636,6 +636,63 @@ Test(manager, store_survives_a_holder_that_died, .timeout = TEST_TIMEOUT)
     mp_manager_free(m);
 }
 
+/* Rewrites one key forever with whole values (see value_ok): most fit the
+ * entry and are written beside the current one; every 8th is too long and
+ * moves the key to a new entry. */
+static int rewrite_forever(mp_args_t *a)
+{
+    mp_dict_t *d;
+    if (mp_args_dict(a, 0, &d)) return 10;
+    /* Made beforehand, so most of the loop's time is spent in the set. */
+    static char v[26][1500];
+    for (int c = 0; c < 26; c++) {
+        memcpy(v[c], "victim:", 7);
+        memset(v[c] + 7, 'a' + c, sizeof v[c] - 7);
+    }
+    for (uint32_t i = 0;; i++) {
+        size_t len = i % 8 == 7 ? sizeof v[0] : 600 + i % 400;
+        if (mp_dict_set(d, "victim", 6, v[i % 26], len)) return 11;
+    }
+}
+
+/* A writer killed at any point of a set leaves readers a whole value (the
+ * old or the new one), and the next writer a working store. */
+Test(manager, writer_killed_mid_set_leaves_whole_values, .timeout = TEST_TIMEOUT)
+{
+    mp_manager_t *m = start_manager();
+    mp_dict_t *d;
+    ASSERT_OK(mp_manager_dict(m, NULL, &d));
+    set_str(d, "other", "other");
+    for (int round = 0; round < 20; round++) {
+        set_str(d, "victim", "victim:AAAA");
+        mp_process_t *p = start_with(rewrite_forever, MP_HANDLE(d), NULL);
+        for (bool rewritten = false; !rewritten;) {
+            void *v;
+            size_t n;
+            ASSERT_OK(mp_dict_get(d, "victim", 6, &v, &n));
+            cr_assert(value_ok("victim", 6, v, n), "torn value: %.*s", (int)n, (char *)v);
+            rewritten = ((uint8_t *)v)[7] != 'A';
+            mp_free(v);
+        }
+        ASSERT_OK(mp_process_kill(p));
+        ASSERT_OK(mp_process_join(p, JOIN_MS));
+        mp_process_free(p);
+        void *v;
+        size_t n;
+        ASSERT_OK(mp_dict_get(d, "victim", 6, &v, &n));
+        cr_assert(value_ok("victim", 6, v, n), "torn value after a kill: %.*s", (int)n, (char *)v);
+        mp_free(v);
+        set_str(d, "victim", "victim:BB");
+        expect_value(d, "victim", "victim:BB");
+        size_t len;
+        ASSERT_OK(mp_dict_len(d, &len));
+        cr_assert_eq(len, 2);
+    }
+    expect_value(d, "other", "other");
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 /* ---- threads ---- */
 
 typedef struct {

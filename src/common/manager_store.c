@@ -12,7 +12,7 @@
  *
  * Crash safety: a process killed while holding a stripe leaves it usable.
  * Every change is built aside and published by one 8-byte store (a bucket
- * link, a slot, a count), so the next owner (told by MP_EOWNERDEAD) finds
+ * link, a slot, a count, a twin entry's value word), so the next owner (told by MP_EOWNERDEAD) finds
  * at worst a leaked entry and a stale count, which it recounts; the one
  * multi-store change, a list pop from the middle, is journaled. Whatever
  * the segment holds, offsets are checked before use: a corrupt store gives
@@ -26,7 +26,7 @@
     ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 #define DICT_TAG TAG('M', 'D', 'C', 'T')
 #define LIST_TAG TAG('M', 'L', 'S', 'T')
-#define STORE_MAGIC 0x3153504du /* "MPS1" */
+#define STORE_MAGIC 0x3253504du /* "MPS2" */
 
 enum { S_LIVE, S_MOVED, S_CLOSED };
 
@@ -37,8 +37,12 @@ enum { S_LIVE, S_MOVED, S_CLOSED };
 #define DICT_MIN_SLOTS 64u
 #define LIST_MIN_SLOTS 64u
 #define MAX_NEED_ENTRIES (1u << 20)
+#define TWIN_MAX 1024u /* dict values up to this size get two halves */
 #define OPTIMISTIC_TRIES 4
 #define LOCK_TRIES 6
+#ifndef YIELD_TRIES
+#define YIELD_TRIES 32
+#endif
 
 struct mp__shdr {
     uint32_t magic;
@@ -54,11 +58,11 @@ struct mp__shdr {
 };
 
 /* seq is odd while the stripe's links change: lock-free readers of a dict
- * check it did not move while they looked (a seqlock); small values
- * changed in place with one store do not move it. What a replacing set
- * writes (seq, live, the free lists of classes up to 128 bytes) shares
- * seq's cache line: with several processes on one dict each line a write
- * touches moves between cores. */
+ * check it did not move while they looked (a seqlock); values changed in
+ * place (small ones with one store, others in a twin entry's spare half)
+ * do not move it, so a set that replaces a value writes none of these
+ * lines. What a set that relinks writes (seq, live, the free lists of
+ * classes up to 128 bytes) shares seq's cache line. */
 struct mp__sstripe {
     _Alignas(64) _Atomic uint64_t seq;
     uint64_t live; /* bytes of reachable entries (by class capacity) */
@@ -68,11 +72,24 @@ struct mp__sstripe {
     uint64_t arena_off, arena_size;
 };
 
+/* A dict entry with a value of up to TWIN_MAX bytes has two value halves
+ * (twin): a set that fits writes the half readers are not told of, then
+ * publishes it, its length and a new version with one store to vword, so
+ * the entry never moves and the stripe's shared lines are not written (4
+ * processes replacing values churned the allocator's lines between cores
+ * and every read missed). A process killed before that store leaves the
+ * old value. Other entries have one value area and sel 0. */
+#define VW(vlen, ver, sel) ((uint64_t)(vlen) << 32 | (uint64_t)(ver) << 1 | (uint64_t)(sel))
+#define VW_LEN(w) ((uint32_t)((w) >> 32))
+#define VW_VER(w) ((uint32_t)((w) >> 1) & 0x7fffffffu)
+#define VW_SEL(w) ((unsigned)((w)&1))
+
 typedef struct {
     uint64_t next;
     uint64_t hash;
-    uint32_t klen, vlen;
-    uint32_t cls, pad;
+    uint32_t klen;
+    uint16_t cls, twin;
+    _Atomic uint64_t vword; /* vlen << 32 | version << 1 | half in use */
 } ent_t;
 
 _Static_assert(sizeof(ent_t) == ENT_HDR, "entry header size");
@@ -81,6 +98,7 @@ _Static_assert(sizeof(ent_t) == ENT_HDR, "entry header size");
 typedef struct {
     ent_t *e;
     uint64_t off, cap;
+    uint64_t vword, half; /* half: bytes a value may have in place */
     uint32_t klen, vlen;
     uint8_t *key, *val;
 } eref_t;
@@ -309,17 +327,23 @@ static bool ent_at(const mp__sview_t *v, unsigned si, uint64_t off, eref_t *r)
     uint64_t a = v->ar_off[si], n = v->ar_size[si];
     if (off < a || off % 8 || off - a > n - ENT_HDR) return false;
     ent_t *e = (ent_t *)(v->base + off);
-    uint32_t cls = e->cls, kl = e->klen, vl = e->vlen;
-    if (cls >= NCLASS) return false;
+    uint32_t cls = e->cls, kl = e->klen, twin = e->twin;
+    /* Acquire: a lock-free reader copies the half this names after it. */
+    uint64_t w = atomic_load_explicit(&e->vword, memory_order_acquire);
+    if (cls >= NCLASS || twin > 1 || (VW_SEL(w) && !twin)) return false;
     uint64_t cap = class_cap(cls);
-    if (cap > n - (off - a) || ENT_HDR + pad8(kl) + vl > cap) return false;
+    if (cap > n - (off - a) || ENT_HDR + pad8(kl) > cap) return false;
+    uint64_t room = cap - ENT_HDR - pad8(kl), half = twin ? room / 2 & ~(uint64_t)7 : room;
+    if (VW_LEN(w) > half) return false;
     r->e = e;
     r->off = off;
     r->cap = cap;
+    r->vword = w;
+    r->half = half;
     r->klen = kl;
-    r->vlen = vl;
+    r->vlen = VW_LEN(w);
     r->key = (uint8_t *)e + ENT_HDR;
-    r->val = r->key + pad8(kl);
+    r->val = r->key + pad8(kl) + VW_SEL(w) * half;
     return true;
 }
 
@@ -351,17 +375,28 @@ static void ent_free(mp__sview_t *v, unsigned si, const eref_t *r)
     st->live = st->live > r->cap ? st->live - r->cap : 0;
 }
 
+/* Whether a dict entry for a value of vl bytes gets two halves. */
+static bool twin_for(size_t vl)
+{
+    return vl <= TWIN_MAX;
+}
+
+static unsigned ent_class(size_t kl, size_t vl, bool twin)
+{
+    return size_class(ENT_HDR + pad8(kl) + (twin ? 2 * pad8(vl) : vl));
+}
+
 /* Writes an entry at off (allocated for this size); not yet reachable. */
-static void ent_fill(mp__sview_t *v, uint64_t off, unsigned cls, uint64_t next, uint64_t hash,
-                     const void *k, size_t kl, const void *val, size_t vl)
+static void ent_fill(mp__sview_t *v, uint64_t off, unsigned cls, bool twin, uint64_t next,
+                     uint64_t hash, const void *k, size_t kl, const void *val, size_t vl)
 {
     ent_t *e = (ent_t *)(v->base + off);
     e->next = next;
     e->hash = hash;
     e->klen = (uint32_t)kl;
-    e->vlen = (uint32_t)vl;
-    e->cls = cls;
-    e->pad = 0;
+    e->cls = (uint16_t)cls;
+    e->twin = twin;
+    atomic_store_explicit(&e->vword, VW(vl, 0, 0), memory_order_relaxed);
     uint8_t *p = (uint8_t *)e + ENT_HDR;
     if (kl) memcpy(p, k, kl);
     if (vl) memcpy(p + pad8(kl), val, vl);
@@ -426,14 +461,21 @@ static int state_check(mp__sview_t *v)
     return mp__fail(MP_ECLOSED, "the manager was shut down");
 }
 
-/* A few tries before sleeping: a stripe is held for well under a
- * microsecond, and a sleep and wake-up cost several (without the tries,
- * 4 processes on one dict spent a sixth of their time in futex calls). */
+/* Tries, then yields, before sleeping. A stripe is held for well under a
+ * microsecond, while a sleep and its wake-up cost 30-40 us here: without
+ * the tries, 4 processes on one dict spent a sixth of their time in futex
+ * calls. A holder that stays busy longer was most likely preempted (more
+ * clients than cores); a yield lets it run, on this core, sooner than a
+ * sleep would, and costs about a system call. */
 static int lock_stripe(mp__sview_t *v, unsigned si)
 {
     int rc = mp__seg_lock(v->seg, si, 0);
     for (int i = 0; rc == MP_ETIMEDOUT && i < LOCK_TRIES; i++)
         rc = mp__seg_lock(v->seg, si, 0);
+    for (int i = 0; rc == MP_ETIMEDOUT && i < YIELD_TRIES; i++) {
+        mp__os_yield();
+        rc = mp__seg_lock(v->seg, si, 0);
+    }
     if (rc == MP_ETIMEDOUT) rc = mp__seg_lock(v->seg, si, MP_FOREVER);
     if (rc == MP_EOWNERDEAD) {
         if (v->kind == MP__MK_DICT)
@@ -542,6 +584,19 @@ static bool stripe_full(const mp__sview_t *v, unsigned si)
     return atomic_load_explicit(&v->st[si].count, memory_order_relaxed) >= per;
 }
 
+/* Writes val into the half of a twin entry that readers are not using and
+ * publishes it. The fence is the seqlock writer's: the version a reader
+ * sees moved before any byte it could see change. */
+static void twin_set(const eref_t *r, const void *val, size_t vl)
+{
+    uint64_t w = r->vword;
+    unsigned sel = VW_SEL(w) ^ 1u;
+    atomic_thread_fence(memory_order_release);
+    if (vl) memcpy(r->key + pad8(r->klen) + sel * r->half, val, vl);
+    atomic_store_explicit(&r->e->vword, VW(vl, (VW_VER(w) + 1) & 0x7fffffffu, sel),
+                          memory_order_release);
+}
+
 /* Puts (k, val) where link points: replacing old (found) or as a new head
  * of the chain. Called with the stripe held. */
 static int dict_put(mp__sview_t *v, const kpos_t *p, uint64_t *link, const eref_t *old, bool found,
@@ -549,11 +604,15 @@ static int dict_put(mp__sview_t *v, const kpos_t *p, uint64_t *link, const eref_
 {
     /* A small value of the same size (a counter, a flag) changes in place. */
     if (found && vl == old->vlen && vl <= 8) {
-        store8(old->val, val, vl);
+        if (vl) store8(old->val, val, vl);
         return 0;
     }
-    uint64_t size = ENT_HDR + pad8(kl) + vl;
-    unsigned cls = size_class(size);
+    if (found && old->e->twin && vl <= old->half) {
+        twin_set(old, val, vl);
+        return 0;
+    }
+    bool twin = twin_for(vl);
+    unsigned cls = ent_class(kl, vl, twin);
     if (!found && stripe_full(v, p->si)) return need_room(need, p->si, 0, 1);
     mp__sstripe_t *st = &v->st[p->si];
     seq_enter(st);
@@ -563,11 +622,11 @@ static int dict_put(mp__sview_t *v, const kpos_t *p, uint64_t *link, const eref_
         return need_room(need, p->si, class_cap(cls), 0);
     }
     if (found) {
-        ent_fill(v, off, cls, old->e->next, p->hash, k, kl, val, vl);
+        ent_fill(v, off, cls, twin, old->e->next, p->hash, k, kl, val, vl);
         *link = off;
         ent_free(v, p->si, old);
     } else {
-        ent_fill(v, off, cls, *p->bucket, p->hash, k, kl, val, vl);
+        ent_fill(v, off, cls, twin, *p->bucket, p->hash, k, kl, val, vl);
         *p->bucket = off;
         atomic_store_explicit(&st->count,
                               atomic_load_explicit(&st->count, memory_order_relaxed) + 1,
@@ -619,14 +678,17 @@ static int dict_get_optimistic(mp__sview_t *v, const kpos_t *p, const void *k, s
         uint64_t small = 0;
         void *copy = NULL;
         size_t n = rc ? 0 : r.vlen;
-        if (!rc && n <= 8) /* one load, as small values are stored */
-            small = atomic_load_explicit((_Atomic uint64_t *)(void *)r.val, memory_order_relaxed);
-        else if (!rc && !(copy = malloc(n)))
+        if (!rc && n <= 8) {
+            if (n) /* one load, as small values are stored */
+                small =
+                    atomic_load_explicit((_Atomic uint64_t *)(void *)r.val, memory_order_relaxed);
+        } else if (!rc && !(copy = malloc(n)))
             return mp__fail(MP_ENOMEM, "malloc(%zu) failed", n);
         else if (!rc)
             memcpy(copy, r.val, n);
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&st->seq, memory_order_relaxed) != s1) {
+        if (atomic_load_explicit(&st->seq, memory_order_relaxed) != s1 ||
+            (!rc && atomic_load_explicit(&r.e->vword, memory_order_relaxed) != r.vword)) {
             free(copy);
             continue;
         }
@@ -937,7 +999,7 @@ static int list_append(mp__sview_t *v, const void *val, size_t vl, mp__sneed_t *
     else if (!(off = ent_alloc(v, 0, cls)))
         rc = need_room(need, 0, class_cap(cls), 0);
     if (!rc) {
-        ent_fill(v, off, cls, 0, 0, NULL, 0, val, vl);
+        ent_fill(v, off, cls, false, 0, 0, NULL, 0, val, vl);
         v->slots[n] = off;
         list_set_count(v, n + 1);
         v->st[0].live += class_cap(cls);
@@ -971,7 +1033,7 @@ static int list_set(mp__sview_t *v, int64_t i, const void *val, size_t vl, mp__s
     if (!rc) rc = list_entry(v, at, &r);
     if (!rc && !(off = ent_alloc(v, 0, cls))) rc = need_room(need, 0, class_cap(cls), 0);
     if (!rc) {
-        ent_fill(v, off, cls, 0, 0, NULL, 0, val, vl);
+        ent_fill(v, off, cls, false, 0, 0, NULL, 0, val, vl);
         v->slots[at] = off;
         v->st[0].live += class_cap(cls);
         ent_free(v, 0, &r);
@@ -1059,11 +1121,12 @@ static int copy_dict(mp__sview_t *old, mp__sview_t *nv)
         uint64_t off = old->slots[b], limit = walk_limit(old, si);
         eref_t r;
         while (off && limit-- && ent_at(old, si, off, &r)) {
-            unsigned cls = size_class(ENT_HDR + pad8(r.klen) + r.vlen);
+            bool twin = twin_for(r.vlen);
+            unsigned cls = ent_class(r.klen, r.vlen, twin);
             uint64_t no = ent_alloc(nv, si, cls);
             if (!no) return mp__fail(MP_ENOMEM, "store growth: arena too small");
             uint64_t *bucket = &nv->slots[r.e->hash & (nv->nslots - 1)];
-            ent_fill(nv, no, cls, *bucket, r.e->hash, r.key, r.klen, r.val, r.vlen);
+            ent_fill(nv, no, cls, twin, *bucket, r.e->hash, r.key, r.klen, r.val, r.vlen);
             *bucket = no;
             mp__sstripe_t *st = &nv->st[si];
             atomic_store_explicit(&st->count,
@@ -1084,10 +1147,10 @@ static int copy_list(mp__sview_t *old, mp__sview_t *nv)
     for (uint64_t j = 0; j < n; j++) {
         eref_t r;
         if (!ent_at(old, 0, old->slots[j], &r)) continue;
-        unsigned cls = size_class(ENT_HDR + r.vlen);
+        unsigned cls = ent_class(0, r.vlen, false);
         uint64_t no = ent_alloc(nv, 0, cls);
         if (!no) return mp__fail(MP_ENOMEM, "store growth: arena too small");
-        ent_fill(nv, no, cls, 0, 0, NULL, 0, r.val, r.vlen);
+        ent_fill(nv, no, cls, false, 0, 0, NULL, 0, r.val, r.vlen);
         nv->slots[k++] = no;
         nv->st[0].live += class_cap(cls);
     }

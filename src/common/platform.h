@@ -115,6 +115,9 @@ void mp__os_exit(int code);
 int mp__os_random(void *buf, size_t n);
 /* A monotonic clock in nanoseconds. */
 uint64_t mp__os_now_ns(void);
+/* Offers the rest of this thread's time slice to another runnable thread
+ * (sched_yield / SwitchToThread); returns at once when there is none. */
+void mp__os_yield(void);
 /* Records the last OS error (errno / GetLastError) for the call named and
  * returns the MP_E* code it maps to. */
 int mp__fail_os(const char *call);

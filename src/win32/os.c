@@ -221,6 +221,11 @@ int mp__os_random(void *buf, size_t n)
     return 0;
 }
 
+void mp__os_yield(void)
+{
+    SwitchToThread();
+}
+
 uint64_t mp__os_now_ns(void)
 {
     LARGE_INTEGER freq, c;
