@@ -12,11 +12,11 @@
  *
  * Crash safety: a process killed while holding a stripe leaves it usable.
  * Every change is built aside and published by one 8-byte store (a bucket
- * link, a slot, a count, a twin entry's value word), so the next owner (told by MP_EOWNERDEAD) finds
- * at worst a leaked entry and a stale count, which it recounts; the one
- * multi-store change, a list pop from the middle, is journaled. Whatever
- * the segment holds, offsets are checked before use: a corrupt store gives
- * MP_EPROTO, never a wild access. */
+ * link, a slot, a count, a twin entry's value word), so the next owner
+ * (told by MP_EOWNERDEAD) finds at worst a leaked entry and a stale count,
+ * which it recounts; the one multi-store change, a list pop from the
+ * middle, is journaled. Whatever the segment holds, offsets are checked
+ * before use: a corrupt store gives MP_EPROTO, never a wild access. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,9 +40,7 @@ enum { S_LIVE, S_MOVED, S_CLOSED };
 #define TWIN_MAX 1024u /* dict values up to this size get two halves */
 #define OPTIMISTIC_TRIES 4
 #define LOCK_TRIES 6
-#ifndef YIELD_TRIES
-#define YIELD_TRIES 32
-#endif
+#define YIELD_TRIES 8
 
 struct mp__shdr {
     uint32_t magic;
