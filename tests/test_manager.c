@@ -663,7 +663,7 @@ Test(manager, writer_killed_mid_set_leaves_whole_values, .timeout = TEST_TIMEOUT
     mp_dict_t *d;
     ASSERT_OK(mp_manager_dict(m, NULL, &d));
     set_str(d, "other", "other");
-    for (int round = 0; round < 20; round++) {
+    for (int round = 0; round < 10; round++) {
         set_str(d, "victim", "victim:AAAA");
         mp_process_t *p = start_with(rewrite_forever, MP_HANDLE(d), NULL);
         for (bool rewritten = false; !rewritten;) {
