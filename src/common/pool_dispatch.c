@@ -443,6 +443,7 @@ static bool results(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
         }
     }
     if (r->p != r->end) return false;
+    p->got_results = true;
     if (w->items && p->timeout_ms) w->head_start = mp__os_now_ns();
     return true;
 }

@@ -46,6 +46,7 @@ typedef struct {
     uint64_t maxtasks, units_done;
     wfn_t *fns;
     size_t nfns;
+    mp__precv_t in;
     mp__pbuf_t out;
     uint64_t nitems; /* outcomes in out */
     size_t run_at;   /* offset of the open run's count; 0: no run open */
@@ -55,6 +56,7 @@ typedef struct {
     uint64_t t_oldest; /* when the oldest outcome in out was ready, about */
     unsigned stride, countdown;
     mp_buf_t buf;
+    bool out_warm;
 } wk_t;
 
 /* ---- what a task calls ---- */
@@ -471,23 +473,35 @@ static int handle_message(wk_t *w, const void *msg, size_t len)
     return 0;
 }
 
+/* Once the first tasks ran and their results went out, while the pool
+ * has nothing more for this worker: every page of its buffers touched, so
+ * that a large map later pays no page fault per page it fills. */
+static void warm(wk_t *w)
+{
+    mp__precv_warm(&w->in, MP__P_RECV_WARM);
+    if (w->out_warm) return;
+    mp__plink_warm(w->link);
+    memset(w->out.p, 0, w->out.cap);
+    w->out_warm = true;
+}
+
 /* 1 once the worker is done (told to quit, its quota reached, or the pool
  * gone), or a negative code. */
 static int serve(wk_t *w)
 {
     for (;;) {
-        void *msg;
+        const uint8_t *msg;
         size_t len;
-        int rc = mp__plink_recv(w->link, &msg, &len);
+        int rc = mp__plink_recv(w->link, &w->in, &msg, &len);
         if (rc) return rc == MP_EOF ? 1 : rc;
         w->t_check = w->t_mark = mp__os_now_ns();
         w->countdown = w->stride = 1;
         rc = handle_message(w, msg, len);
-        free(msg);
         if (rc < 0) return rc;
         int frc = flush(w);
         if (frc) return frc == MP_EOF ? 1 : frc;
         if (rc) return rc;
+        if (w->units_done) warm(w);
     }
 }
 
@@ -530,6 +544,7 @@ static void worker_release(wk_t *w)
         free(w->fns[i].why);
     free(w->fns);
     mp__pbuf_release(&w->out);
+    mp__precv_release(&w->in);
     free(w->buf.own);
     free(w->buf.text);
     mp__plink_free(w->link);
