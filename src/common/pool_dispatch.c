@@ -303,17 +303,18 @@ static size_t fill(mp_pool_t *p, mp__worker_t *w, int mode)
     return units;
 }
 
-void mp__pool_send(mp_pool_t *p, mp__worker_t *w, bool was_idle)
+/* Marks w's batch as being written (no other thread fills it meanwhile). */
+static void send_begin(mp_pool_t *p, mp__worker_t *w, bool was_idle)
 {
     w->sending = true;
     if (p->timeout_ms && was_idle) {
         w->head_start = mp__os_now_ns();
         if (w->head_start + (uint64_t)p->timeout_ms * 1000000u < p->sleep_until) mp__pool_wake(p);
     }
-    mp_iov_t v = {w->out.p, w->out.len};
-    mp__mutex_unlock(p->mu);
-    int rc = mp__plink_send(w->link, &v, 1);
-    mp__mutex_lock(p->mu);
+}
+
+static void send_end(mp_pool_t *p, mp__worker_t *w, int rc)
+{
     w->sending = false;
     if (w->out.cap > KEEP_BYTES) mp__pbuf_release(&w->out);
     /* A worker that cannot be written to is dead or broken: its end shows
@@ -323,6 +324,21 @@ void mp__pool_send(mp_pool_t *p, mp__worker_t *w, bool was_idle)
         mp__pool_wake(p);
         mp__cond_broadcast(p->cv);
     }
+}
+
+static int send_out(mp__worker_t *w)
+{
+    mp_iov_t v = {w->out.p, w->out.len};
+    return mp__plink_send(w->link, &v, 1);
+}
+
+void mp__pool_send(mp_pool_t *p, mp__worker_t *w, bool was_idle)
+{
+    send_begin(p, w, was_idle);
+    mp__mutex_unlock(p->mu);
+    int rc = send_out(w);
+    mp__mutex_lock(p->mu);
+    send_end(p, w, rc);
 }
 
 /* The function of the next unit to dispatch, if there is one. */
@@ -335,15 +351,34 @@ static bool next_fn(mp_pool_t *p, uint32_t *fn)
     return true;
 }
 
+/* Batches for up to this many workers are filled before any is written,
+ * so that idle workers all start at once and the mutex is released once
+ * per round, not once per worker. */
+#define SEND_ROUND 16
+
 void mp__pool_dispatch(mp_pool_t *p, int mode)
 {
-    uint32_t fn;
-    while (next_fn(p, &fn)) {
-        mp__worker_t *w = pick(p, mode, fn);
-        bool was_idle = w && !w->items;
-        if (!w || !fill(p, w, mode)) break;
-        mp__pool_send(p, w, was_idle);
+    for (;;) {
+        mp__worker_t *v[SEND_ROUND];
+        size_t n = 0;
+        uint32_t fn;
+        while (n < SEND_ROUND && next_fn(p, &fn)) {
+            mp__worker_t *w = pick(p, mode, fn);
+            bool was_idle = w && !w->items;
+            if (!w || !fill(p, w, mode)) break;
+            send_begin(p, w, was_idle);
+            v[n++] = w;
+        }
+        if (!n) break;
+        int rc[SEND_ROUND];
+        mp__mutex_unlock(p->mu);
+        for (size_t i = 0; i < n; i++)
+            rc[i] = send_out(v[i]);
+        mp__mutex_lock(p->mu);
+        for (size_t i = 0; i < n; i++)
+            send_end(p, v[i], rc[i]);
     }
+    uint32_t fn;
     if (mode != MP__D_BLOCK) p->need_blocker = next_fn(p, &fn) && pick(p, MP__D_BLOCK, fn);
 }
 

@@ -414,6 +414,15 @@ static void define_fn(wk_t *w, mp__prd_t *r)
     memcpy(&fe->f, &addr, sizeof fe->f);
 }
 
+/* One-time work (resolving a function, sizing a buffer) is no item's:
+ * counted, it would make the pool hold back the next map of tiny items
+ * as if they were slow. Only before any outcome of the message, so that
+ * no item's time is lost. */
+static void restart_clock(wk_t *w)
+{
+    if (!w->nitems) w->t_check = w->t_mark = mp__os_now_ns();
+}
+
 static int run_unit(wk_t *w, mp__prd_t *r)
 {
     uint64_t id = mp__prd_varint(r);
@@ -424,8 +433,10 @@ static int run_unit(wk_t *w, mp__prd_t *r)
     const wfn_t *fe = &w->fns[id];
     /* Sized once, at the first unit (a worker that never gets one never
      * touches it): growing it while items run would make them look slow. */
+    bool first = w->out.cap < 2 * FLUSH_BYTES;
     int rc = mp__pbuf_reserve(&w->out, 2 * FLUSH_BYTES);
     if (rc) return rc;
+    if (first) restart_clock(w);
     if (mode == MP__PU_FIXED) {
         uint64_t in_size = mp__prd_varint(r), out_size = mp__prd_varint(r);
         mp__prd_align(r, MP__P_ALIGN_FIXED);
@@ -459,6 +470,7 @@ static int handle_message(wk_t *w, const void *msg, size_t len)
         int rc = 0;
         if (tag == MP__PW_DEF) {
             define_fn(w, &r);
+            restart_clock(w);
             if (r.bad) rc = protocol_error("a bad function definition");
         } else if (tag == MP__PW_UNIT) {
             rc = run_unit(w, &r);
