@@ -47,7 +47,7 @@ int mp__plink_send(mp__plink_t *l, const mp_iov_t *iov, size_t n)
     return mp_conn_sendv(l->c, iov, n);
 }
 
-#define RECV_FIRST 4096u
+#define RECV_FIRST 256u
 
 /* A kept buffer of at least n bytes (its contents need not survive). */
 static int precv_grow(mp__precv_t *r, size_t n)
