@@ -299,8 +299,9 @@ typedef struct {
     mp__plink_t *link; /* NULL once closed */
     int state;
     bool sending;
-    bool greeted; /* its hello came: the initializer ran */
-    bool warm;    /* its link and batch buffer were touched */
+    bool greeted;  /* its hello came: the initializer ran */
+    bool warm;     /* its link and batch buffer were touched */
+    bool answered; /* it sent results before */
     size_t units_sent;
     mp__uring_t held;    /* units sent, oldest first */
     size_t got;          /* items of the oldest unit already answered */
