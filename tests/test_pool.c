@@ -453,6 +453,59 @@ Test(pool, worker_killed_mid_map_after_warm_up, .timeout = TEST_TIMEOUT)
     close_join_free(p);
 }
 
+/* 12-byte items (a, b, c) -> a * b - c, 8 bytes. */
+static int mul_sub(const void *in, size_t n, mp_buf_t *out)
+{
+    int32_t v[3];
+    if (n != sizeof v) return mp_task_fail(out, "wanted 12 bytes, got %zu", n);
+    memcpy(v, in, sizeof v);
+    if (v[0] == -1) kill_self();
+    int64_t r = (int64_t)v[0] * v[1] - v[2];
+    return mp_buf_set(out, &r, sizeof r);
+}
+
+/* Chunks big enough to be written straight from the caller's array and
+ * small ones copied into the batch, mixed in the same messages, with an
+ * item size that leaves every offset unaligned unless padded: every
+ * item arrives whole and in order, and the array is the caller's again
+ * when the call returns (it is changed and mapped again at once). */
+Test(pool, map_fixed_inputs_written_from_the_callers_array, .timeout = TEST_TIMEOUT)
+{
+    mp_pool_t *p = new_pool(2);
+    enum { N = 60001 };
+    int32_t *in = malloc((size_t)N * 12);
+    int64_t *out = malloc((size_t)N * 8);
+    cr_assert(in && out);
+    size_t chunks[] = {0, 1, 100, 170, 171, 1000, 5000, N};
+    for (int round = 0; round < 2; round++)
+        for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+            for (int i = 0; i < N; i++) {
+                in[3 * i] = i + round;
+                in[3 * i + 1] = (int32_t)c - i % 7;
+                in[3 * i + 2] = i * 3;
+            }
+            memset(out, 0xee, (size_t)N * 8);
+            ASSERT_OK(mp_pool_map_fixed(p, mul_sub, in, 12, N, out, 8, chunks[c]));
+            for (int i = 0; i < N; i++) {
+                int64_t want = (int64_t)in[3 * i] * in[3 * i + 1] - in[3 * i + 2];
+                cr_assert_eq(out[i], want, "item %d chunksize %zu", i, chunks[c]);
+            }
+        }
+    /* A worker dying in a chunk written from the caller's array: the call
+     * returns MP_EWORKER (no write left reading the array), and the pool
+     * goes on. */
+    for (int i = 0; i < N; i++)
+        in[3 * i] = i == N / 3 ? -1 : i;
+    ASSERT_RC(mp_pool_map_fixed(p, mul_sub, in, 12, N, out, 8, N / 2 + 1), MP_EWORKER);
+    cr_assert_leq(mp_pool_failed_index(), (size_t)N / 3);
+    in[3 * (N / 3)] = 5;
+    ASSERT_OK(mp_pool_map_fixed(p, mul_sub, in, 12, N, out, 8, 0));
+    cr_assert_eq(out[N / 3], (int64_t)5 * in[3 * (N / 3) + 1] - in[3 * (N / 3) + 2]);
+    free(in);
+    free(out);
+    close_join_free(p);
+}
+
 /* A result of the wrong size fails that item of map_fixed. */
 static int square_but_short(const void *in, size_t n, mp_buf_t *out)
 {

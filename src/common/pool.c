@@ -73,6 +73,8 @@ static void worker_free(mp__worker_t *w)
     mp__uring_release(&w->held);
     free(w->has_fn);
     mp__pbuf_release(&w->out);
+    free(w->segs);
+    free(w->iov);
     free(w);
 }
 

@@ -259,7 +259,8 @@ struct mp_result {
     const uint8_t *fin;
     size_t in_size;
     const mp_iov_t *vin;
-    void *own; /* the copy of the inputs an asynchronous call keeps */
+    void *own;      /* the copy of the inputs an asynchronous call keeps */
+    size_t writing; /* map_fixed: writes in flight that read fin */
     /* outputs */
     uint8_t *fout; /* map_fixed: the caller's array */
     size_t out_size;
@@ -294,6 +295,15 @@ mp__unit_t *mp__uring_at(mp__uring_t *q, size_t i);
 void mp__uring_pop(mp__uring_t *q);
 void mp__uring_release(mp__uring_t *q);
 
+/* A run of a map_fixed caller's input array written straight from there,
+ * inserted in a batch before its byte `at`. */
+typedef struct {
+    size_t at;
+    const uint8_t *data;
+    size_t len;
+    mp__job_t *job;
+} mp__pseg_t;
+
 typedef struct {
     mp_process_t *proc;
     mp__plink_t *link; /* NULL once closed */
@@ -311,7 +321,11 @@ typedef struct {
     uint64_t head_start; /* when its current item started, at the latest */
     uint8_t *has_fn;     /* which task functions it was sent */
     size_t has_fn_cap;
-    mp__pbuf_t out; /* the batch being written */
+    mp__pbuf_t out;   /* the batch being written */
+    mp__pseg_t *segs; /* the batch's runs written from callers' arrays */
+    size_t nsegs, segcap;
+    size_t ext;    /* their bytes */
+    mp_iov_t *iov; /* 2 * segcap + 1, for the write */
 } mp__worker_t;
 
 typedef struct {

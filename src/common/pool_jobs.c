@@ -283,7 +283,7 @@ static int wait_for(mp__job_t *j, bool (*pred)(const mp__job_t *), long timeout_
 
 static bool all_done(const mp__job_t *j)
 {
-    return j->done == j->n;
+    return j->done == j->n && !j->writing;
 }
 
 static int check_input(mp_task_fn f, const void *in, size_t inlen)
