@@ -435,7 +435,7 @@ static int grow_wset(mp_pool_t *p, size_t n)
  * virtualization). Its own read buffer (once per pool), and each worker's
  * link and batch buffer (once per worker; marked as being written
  * meanwhile, so no other thread fills it). */
-#define WARM_BATCH 8
+#define WARM_BATCH 2
 
 static size_t pick_cold(mp_pool_t *p, mp__worker_t **v)
 {
