@@ -378,6 +378,134 @@ Test(pool, map_fixed_worker_killed_mid_map, .timeout = TEST_TIMEOUT)
     close_join_free(p);
 }
 
+/* 64-byte items: each word of the input plus the item's first word. */
+static int add_first(const void *in, size_t n, mp_buf_t *out)
+{
+    uint32_t w[16];
+    if (n != sizeof w) return mp_task_fail(out, "wanted 64 bytes, got %zu", n);
+    memcpy(w, in, sizeof w);
+    for (int i = 1; i < 16; i++)
+        w[i] += w[0];
+    return mp_buf_set(out, w, sizeof w);
+}
+
+static void check_add_first(const uint32_t *in, const uint32_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 16; k++) {
+            uint32_t want = in[16 * i + k] + (k ? in[16 * i] : 0);
+            cr_assert_eq(out[16 * i + k], want, "item %zu word %d of %zu", i, k, n);
+        }
+}
+
+/* The buffers messages land in are kept from call to call: messages of
+ * every size in turn (tiny, larger than what is kept warm, larger than
+ * what is kept at all, then tiny again) each arrive whole and right. */
+Test(pool, buffers_kept_across_calls_of_any_size, .timeout = TEST_TIMEOUT)
+{
+    mp_pool_t *p = new_pool(2);
+    enum { N = 40000 }; /* 2.5 MiB each way */
+    uint32_t *in = malloc(N * 64), *out = malloc(N * 64);
+    cr_assert(in && out);
+    for (size_t i = 0; i < (size_t)N * 16; i++)
+        in[i] = (uint32_t)(i * 2654435761u);
+    /* items per unit: 1, automatic, 3000 (192 KiB), N (all in one) */
+    size_t chunks[] = {1, 0, 3000, N, 0, 1};
+    size_t counts[] = {50, N, N, N, 7, 50};
+    for (int round = 0; round < 2; round++)
+        for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+            memset(out, 0xee, (size_t)N * 64);
+            ASSERT_OK(mp_pool_map_fixed(p, add_first, in, 64, counts[c], out, 64, chunks[c]));
+            check_add_first(in, out, counts[c]);
+        }
+    free(in);
+    free(out);
+    close_join_free(p);
+}
+
+/* A worker killed in a big map once the pool's buffers are warm (a map
+ * ran before): the map fails with MP_EWORKER, the replacement's buffers
+ * are fresh, and maps of every size still come back right. */
+Test(pool, worker_killed_mid_map_after_warm_up, .timeout = TEST_TIMEOUT)
+{
+    mp_pool_t *p = new_pool(2);
+    enum { N = 50000 };
+    int32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    cr_assert(in && out);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    for (int k = 0; k < 3; k++) {
+        ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, N / 2, out, 4, 0));
+        for (int i = 0; i < N / 2; i++)
+            cr_assert_eq(out[i], i * i);
+        ASSERT_RC(mp_pool_map_fixed(p, kill_at, in, 4, N, out, 4, 0), MP_EWORKER);
+        cr_assert_leq(mp_pool_failed_index(), 25000);
+    }
+    size_t chunks[] = {1, 0, N};
+    for (size_t c = 0; c < 3; c++) {
+        memset(out, 0, N * sizeof *out);
+        ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, 20000, out, 4, chunks[c]));
+        for (int i = 0; i < 20000; i++)
+            cr_assert_eq(out[i], i * i, "item %d chunksize %zu", i, chunks[c]);
+    }
+    free(in);
+    free(out);
+    close_join_free(p);
+}
+
+/* 12-byte items (a, b, c) -> a * b - c, 8 bytes. */
+static int mul_sub(const void *in, size_t n, mp_buf_t *out)
+{
+    int32_t v[3];
+    if (n != sizeof v) return mp_task_fail(out, "wanted 12 bytes, got %zu", n);
+    memcpy(v, in, sizeof v);
+    if (v[0] == -1) kill_self();
+    int64_t r = (int64_t)v[0] * v[1] - v[2];
+    return mp_buf_set(out, &r, sizeof r);
+}
+
+/* Chunks big enough to be written straight from the caller's array and
+ * small ones copied into the batch, mixed in the same messages, with an
+ * item size that leaves every offset unaligned unless padded: every
+ * item arrives whole and in order, and the array is the caller's again
+ * when the call returns (it is changed and mapped again at once). */
+Test(pool, map_fixed_inputs_written_from_the_callers_array, .timeout = TEST_TIMEOUT)
+{
+    mp_pool_t *p = new_pool(2);
+    enum { N = 60001 };
+    int32_t *in = malloc((size_t)N * 12);
+    int64_t *out = malloc((size_t)N * 8);
+    cr_assert(in && out);
+    size_t chunks[] = {0, 1, 100, 170, 171, 1000, 5000, N};
+    for (int round = 0; round < 2; round++)
+        for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+            for (int i = 0; i < N; i++) {
+                in[3 * i] = i + round;
+                in[3 * i + 1] = (int32_t)c - i % 7;
+                in[3 * i + 2] = i * 3;
+            }
+            memset(out, 0xee, (size_t)N * 8);
+            ASSERT_OK(mp_pool_map_fixed(p, mul_sub, in, 12, N, out, 8, chunks[c]));
+            for (int i = 0; i < N; i++) {
+                int64_t want = (int64_t)in[3 * i] * in[3 * i + 1] - in[3 * i + 2];
+                cr_assert_eq(out[i], want, "item %d chunksize %zu", i, chunks[c]);
+            }
+        }
+    /* A worker dying in a chunk written from the caller's array: the call
+     * returns MP_EWORKER (no write left reading the array), and the pool
+     * goes on. */
+    for (int i = 0; i < N; i++)
+        in[3 * i] = i == N / 3 ? -1 : i;
+    ASSERT_RC(mp_pool_map_fixed(p, mul_sub, in, 12, N, out, 8, N / 2 + 1), MP_EWORKER);
+    cr_assert_leq(mp_pool_failed_index(), (size_t)N / 3);
+    in[3 * (N / 3)] = 5;
+    ASSERT_OK(mp_pool_map_fixed(p, mul_sub, in, 12, N, out, 8, 0));
+    cr_assert_eq(out[N / 3], (int64_t)5 * in[3 * (N / 3) + 1] - in[3 * (N / 3) + 2]);
+    free(in);
+    free(out);
+    close_join_free(p);
+}
+
 /* A result of the wrong size fails that item of map_fixed. */
 static int square_but_short(const void *in, size_t n, mp_buf_t *out)
 {

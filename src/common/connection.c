@@ -197,6 +197,14 @@ static int fill(mp_conn_t *c)
     return rc;
 }
 
+void mp__conn_warm(mp_conn_t *c)
+{
+    if (!c->rbuf && !(c->rbuf = malloc(RBUF_CAP))) return;
+    /* Only what holds no buffered bytes. */
+    memset(c->rbuf, 0, c->rpos);
+    memset(c->rbuf + c->rlen, 0, RBUF_CAP - c->rlen);
+}
+
 /* Reads exactly n bytes. MP_EOF only when the stream ended before the
  * first of them; an end inside them is a truncated frame. Read-ahead into
  * rbuf saves a read per small message; around big ones it would only copy

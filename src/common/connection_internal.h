@@ -20,5 +20,8 @@ void mp__conn_set_default_max(mp_conn_t *c, size_t max);
 /* Reads give up with MP_ETIMEDOUT timeout_ms from now (a timeout inside a
  * message leaves the connection unreadable); MP_FOREVER lifts it. */
 void mp__conn_set_deadline(mp_conn_t *c, long timeout_ms);
+/* Allocates the read-ahead buffer and touches its free bytes, so that the
+ * reads of a burst later pay no page faults (best effort: no error). */
+void mp__conn_warm(mp_conn_t *c);
 
 #endif

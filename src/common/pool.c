@@ -73,6 +73,8 @@ static void worker_free(mp__worker_t *w)
     mp__uring_release(&w->held);
     free(w->has_fn);
     mp__pbuf_release(&w->out);
+    free(w->segs);
+    free(w->iov);
     free(w);
 }
 
@@ -233,14 +235,13 @@ void mp__pool_worker_lost(mp_pool_t *p, mp__worker_t *w, int code, const char *w
 /* Reads and handles one message from w (mutex released during the read). */
 static int read_one(mp_pool_t *p, mp__worker_t *w)
 {
-    void *msg;
+    const uint8_t *msg;
     size_t len;
     mp__mutex_unlock(p->mu);
-    int rc = mp__plink_recv(w->link, &msg, &len);
+    int rc = mp__plink_recv(w->link, &p->rbuf, &msg, &len);
     mp__mutex_lock(p->mu);
     if (rc) return rc;
     if (w->state != MP__W_GONE) mp__pool_on_message(p, w, msg, len);
-    free(msg);
     return 0;
 }
 
@@ -428,6 +429,41 @@ static int grow_wset(mp_pool_t *p, size_t n)
     return 0;
 }
 
+/* Buffers are warmed (every page touched) by the handler while it has
+ * nothing else to do, once tasks ran: so that the first large map does
+ * not pay a page fault for each page it fills (costly under
+ * virtualization). Its own read buffer (once per pool), and each worker's
+ * link and batch buffer (once per worker; marked as being written
+ * meanwhile, so no other thread fills it). */
+#define WARM_BATCH 2
+
+static size_t pick_cold(mp_pool_t *p, mp__worker_t **v)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->nws && n < WARM_BATCH; i++) {
+        mp__worker_t *w = p->ws[i];
+        if (w->state != MP__W_READY || !w->units_sent || w->warm || w->sending) continue;
+        w->warm = w->sending = true;
+        v[n++] = w;
+    }
+    return n;
+}
+
+/* Mutex released on entry, held on return. */
+static void warm_up(mp_pool_t *p, mp__worker_t **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mp__plink_warm(v[i]->link);
+        v[i]->out.len = 0;
+        if (!mp__pbuf_reserve(&v[i]->out, MP__P_RECV_WARM)) memset(v[i]->out.p, 0, v[i]->out.cap);
+    }
+    mp__mutex_lock(p->mu);
+    for (size_t i = 0; i < n; i++)
+        v[i]->sending = false;
+    /* A thread that found them busy may dispatch now. */
+    mp__cond_broadcast(p->cv);
+}
+
 /* Waits for the workers, the wake pipe or the next deadline; wakes the
  * waiting threads first, once the mutex they need is free. */
 static void wait_events(mp_pool_t *p, bool wake_waiters)
@@ -471,8 +507,16 @@ static void wait_events(mp_pool_t *p, bool wake_waiters)
     }
     p->sleep_until = deadline;
     size_t nready = 0;
+    mp__worker_t *warm[WARM_BATCH];
+    size_t nwarm = pick_cold(p, warm);
+    bool rwarm = p->got_results;
     mp__mutex_unlock(p->mu);
     if (wake_waiters) mp__cond_broadcast(p->cv);
+    if (rwarm) mp__precv_warm(&p->rbuf, MP__P_RECV_WARM);
+    if (nwarm) {
+        warm_up(p, warm, nwarm);
+        return;
+    }
     int rc = mp_wait(p->wset, n, ms, p->wready, &nready);
     mp__mutex_lock(p->mu);
     p->sleep_until = 0;
@@ -570,6 +614,7 @@ void mp__pool_destroy(mp_pool_t *p)
     free(p->wset);
     free(p->wready);
     free(p->wmap);
+    mp__precv_release(&p->rbuf);
     if (p->wake_r) mp_conn_free(p->wake_r);
     if (p->wake_w) mp_conn_free(p->wake_w);
     mp_args_free(p->initargs);

@@ -28,6 +28,8 @@
 #define BATCH_BYTES_BLOCK 65536u
 /* A batch buffer grown past this is released after its write. */
 #define KEEP_BYTES (1u << 20)
+/* map_fixed chunks this large go out from the caller's array. */
+#define DIRECT_BYTES 2048u
 
 /* ---- FIFOs of units (capacity a power of two) ---- */
 
@@ -143,10 +145,28 @@ static size_t unit_bytes(const mp__unit_t *u)
     return b;
 }
 
-/* Needs unit_bytes(u) reserved. */
-static void encode_unit(mp__pbuf_t *b, const mp__unit_t *u)
+/* Room for one more run written from a caller's array. */
+static bool seg_room(mp__worker_t *w)
 {
-    const mp__job_t *j = u->job;
+    if (w->nsegs < w->segcap) return true;
+    size_t cap = w->segcap ? w->segcap * 2 : 8;
+    mp__pseg_t *s = realloc(w->segs, cap * sizeof *s);
+    if (!s) return false;
+    w->segs = s;
+    mp_iov_t *v = realloc(w->iov, (2 * cap + 1) * sizeof *v);
+    if (!v) return false;
+    w->iov = v;
+    w->segcap = cap;
+    return true;
+}
+
+/* Needs unit_bytes(u) reserved. A map_fixed chunk of DIRECT_BYTES or more
+ * is not copied: the write reads it from the caller's array, which the
+ * call keeps until every such write ended (see all_done in pool_jobs.c). */
+static void encode_unit(mp__worker_t *w, const mp__unit_t *u)
+{
+    mp__pbuf_t *b = &w->out;
+    mp__job_t *j = u->job;
     b->p[b->len++] = MP__PW_UNIT;
     mp__pbuf_varint(b, j->fn);
     b->p[b->len++] = j->fin ? MP__PU_FIXED : MP__PU_VAR;
@@ -154,9 +174,18 @@ static void encode_unit(mp__pbuf_t *b, const mp__unit_t *u)
     if (j->fin) {
         mp__pbuf_varint(b, j->in_size);
         mp__pbuf_varint(b, j->out_size);
-        mp__pbuf_pad(b, MP__P_ALIGN_FIXED);
+        /* Aligned at its offset in the message, the runs included. */
+        while ((b->len + w->ext) % MP__P_ALIGN_FIXED)
+            b->p[b->len++] = 0;
         size_t n = u->count * j->in_size;
-        if (n) memcpy(b->p + b->len, j->fin + u->first * j->in_size, n);
+        const uint8_t *src = j->fin + u->first * j->in_size;
+        if (n >= DIRECT_BYTES && j->kind == MP__J_FIXED && seg_room(w)) {
+            w->segs[w->nsegs++] = (mp__pseg_t){b->len, src, n, j};
+            w->ext += n;
+            j->writing++;
+            return;
+        }
+        if (n) memcpy(b->p + b->len, src, n);
         b->len += n;
         return;
     }
@@ -275,11 +304,13 @@ static size_t fill(mp_pool_t *p, mp__worker_t *w, int mode)
     mp__unit_t u;
     bool retry;
     b->len = 0;
+    w->nsegs = w->ext = 0;
     while (quota_left(p, w) && peek(p, &u, &retry)) {
         uint32_t fn = u.job->fn;
         bool define = !has_fn(w, fn);
         size_t need = unit_bytes(&u) + (define ? def_bytes(p, fn) : 0);
-        if (w->items && (!has_room(p, w, room_mode, fn) || (b->len && b->len + need > cap) ||
+        size_t wire = b->len + w->ext;
+        if (w->items && (!has_room(p, w, room_mode, fn) || (wire && wire + need > cap) ||
                          (mode != MP__D_BLOCK && w->bytes + need > SAFE_BYTES)))
             break;
         if (mp__pbuf_reserve(b, need) || (define && mark_fn(w, fn))) break;
@@ -291,7 +322,7 @@ static size_t fill(mp_pool_t *p, mp__worker_t *w, int mode)
             break;
         }
         if (define) encode_def(p, b, fn);
-        encode_unit(b, &u);
+        encode_unit(w, &u);
         take(p, &u, retry);
         w->items += u.count;
         w->bytes += need;
@@ -303,18 +334,25 @@ static size_t fill(mp_pool_t *p, mp__worker_t *w, int mode)
     return units;
 }
 
-void mp__pool_send(mp_pool_t *p, mp__worker_t *w, bool was_idle)
+/* Marks w's batch as being written (no other thread fills it meanwhile). */
+static void send_begin(mp_pool_t *p, mp__worker_t *w, bool was_idle)
 {
     w->sending = true;
     if (p->timeout_ms && was_idle) {
         w->head_start = mp__os_now_ns();
         if (w->head_start + (uint64_t)p->timeout_ms * 1000000u < p->sleep_until) mp__pool_wake(p);
     }
-    mp_iov_t v = {w->out.p, w->out.len};
-    mp__mutex_unlock(p->mu);
-    int rc = mp__plink_send(w->link, &v, 1);
-    mp__mutex_lock(p->mu);
+}
+
+static void send_end(mp_pool_t *p, mp__worker_t *w, int rc)
+{
     w->sending = false;
+    for (size_t i = 0; i < w->nsegs; i++) {
+        mp__job_t *j = w->segs[i].job;
+        /* Its caller may be waiting for this write alone. */
+        if (!--j->writing && j->done == j->n) mp__cond_broadcast(p->cv);
+    }
+    w->nsegs = w->ext = 0;
     if (w->out.cap > KEEP_BYTES) mp__pbuf_release(&w->out);
     /* A worker that cannot be written to is dead or broken: its end shows
      * the handler, which fails what it held. */
@@ -323,6 +361,30 @@ void mp__pool_send(mp_pool_t *p, mp__worker_t *w, bool was_idle)
         mp__pool_wake(p);
         mp__cond_broadcast(p->cv);
     }
+}
+
+static int send_out(mp__worker_t *w)
+{
+    mp_iov_t one = {w->out.p, w->out.len};
+    if (!w->nsegs) return mp__plink_send(w->link, &one, 1);
+    size_t n = 0, pos = 0;
+    for (size_t i = 0; i < w->nsegs; i++) {
+        const mp__pseg_t *s = &w->segs[i];
+        w->iov[n++] = (mp_iov_t){w->out.p + pos, s->at - pos};
+        w->iov[n++] = (mp_iov_t){(void *)s->data, s->len};
+        pos = s->at;
+    }
+    w->iov[n++] = (mp_iov_t){w->out.p + pos, w->out.len - pos};
+    return mp__plink_send(w->link, w->iov, n);
+}
+
+void mp__pool_send(mp_pool_t *p, mp__worker_t *w, bool was_idle)
+{
+    send_begin(p, w, was_idle);
+    mp__mutex_unlock(p->mu);
+    int rc = send_out(w);
+    mp__mutex_lock(p->mu);
+    send_end(p, w, rc);
 }
 
 /* The function of the next unit to dispatch, if there is one. */
@@ -335,15 +397,34 @@ static bool next_fn(mp_pool_t *p, uint32_t *fn)
     return true;
 }
 
+/* Batches for up to this many workers are filled before any is written,
+ * so that idle workers all start at once and the mutex is released once
+ * per round, not once per worker. */
+#define SEND_ROUND 16
+
 void mp__pool_dispatch(mp_pool_t *p, int mode)
 {
-    uint32_t fn;
-    while (next_fn(p, &fn)) {
-        mp__worker_t *w = pick(p, mode, fn);
-        bool was_idle = w && !w->items;
-        if (!w || !fill(p, w, mode)) break;
-        mp__pool_send(p, w, was_idle);
+    for (;;) {
+        mp__worker_t *v[SEND_ROUND];
+        size_t n = 0;
+        uint32_t fn;
+        while (n < SEND_ROUND && next_fn(p, &fn)) {
+            mp__worker_t *w = pick(p, mode, fn);
+            bool was_idle = w && !w->items;
+            if (!w || !fill(p, w, mode)) break;
+            send_begin(p, w, was_idle);
+            v[n++] = w;
+        }
+        if (!n) break;
+        int rc[SEND_ROUND];
+        mp__mutex_unlock(p->mu);
+        for (size_t i = 0; i < n; i++)
+            rc[i] = send_out(v[i]);
+        mp__mutex_lock(p->mu);
+        for (size_t i = 0; i < n; i++)
+            send_end(p, v[i], rc[i]);
     }
+    uint32_t fn;
     if (mode != MP__D_BLOCK) p->need_blocker = next_fn(p, &fn) && pick(p, MP__D_BLOCK, fn);
 }
 
@@ -402,6 +483,10 @@ static size_t var_entry(mp__job_t *j, size_t idx, mp__prd_t *r)
     return 1;
 }
 
+/* A worker's first results are not learnt from: its first items ran cold
+ * (code and data paged in, buffers sized) and would make tiny tasks look
+ * slow for the next map. */
+
 /* Folds the time items of fn took into its estimate: an average over a
  * batch of LEARN_ITEMS or more replaces it (a few items from a cold
  * start must not hold back a long map of tiny ones). */
@@ -425,7 +510,7 @@ static bool results(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
         size_t left = u->count - w->got;
         if (left > n) left = (size_t)n;
         size_t idx = u->first + w->got;
-        if (u->job->fn != last_fn) {
+        if (u->job->fn != last_fn && w->answered) {
             last_fn = u->job->fn;
             learn(p, last_fn, per, total);
         }
@@ -443,6 +528,7 @@ static bool results(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
         }
     }
     if (r->p != r->end) return false;
+    p->got_results = w->answered = true;
     if (w->items && p->timeout_ms) w->head_start = mp__os_now_ns();
     return true;
 }

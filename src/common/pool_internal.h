@@ -19,10 +19,31 @@ int mp__plink_pair(mp__plink_t **parent, mp_handle_t **child);
 int mp__plink_wrap(mp_handle_t *h, mp__plink_t **l);
 /* One message made of the buffers, in order. MP_EOF when the peer is gone. */
 int mp__plink_send(mp__plink_t *l, const mp_iov_t *iov, size_t n);
-/* The next message (malloc'd). MP_EOF when the peer is gone. */
-int mp__plink_recv(mp__plink_t *l, void **msg, size_t *len);
+/* Where a reader's messages land: one buffer kept (and kept warm: a first
+ * touch of a page costs more than copying its data) for every message up
+ * to MP__P_RECV_KEEP bytes, a larger one in a block of its own freed at
+ * the next read. */
+typedef struct {
+    uint8_t *p;
+    size_t cap;
+    void *spill;
+    bool warm;
+} mp__precv_t;
+#define MP__P_RECV_KEEP (1u << 20)
+/* What a reader warms: the largest message a busy map sends either way (a
+ * batch of 64 KiB of units and one more unit; results flushed at 64 KiB
+ * and one more stretch). */
+#define MP__P_RECV_WARM (96u << 10)
+/* The next message, in r until the next call. MP_EOF when the peer is
+ * gone. */
+int mp__plink_recv(mp__plink_t *l, mp__precv_t *r, const uint8_t **msg, size_t *len);
+/* Gives r at least n bytes, every page touched, once in r's life. */
+void mp__precv_warm(mp__precv_t *r, size_t n);
+void mp__precv_release(mp__precv_t *r);
 /* 1 when recv would not wait for the first byte, else 0. */
 int mp__plink_poll(mp__plink_t *l);
+/* Touches the link's own read buffers (see mp__precv_t). */
+void mp__plink_warm(mp__plink_t *l);
 /* What mp_wait waits on for incoming messages. */
 mp_handle_t *mp__plink_waitable(mp__plink_t *l);
 void mp__plink_free(mp__plink_t *l);
@@ -238,7 +259,8 @@ struct mp_result {
     const uint8_t *fin;
     size_t in_size;
     const mp_iov_t *vin;
-    void *own; /* the copy of the inputs an asynchronous call keeps */
+    void *own;      /* the copy of the inputs an asynchronous call keeps */
+    size_t writing; /* map_fixed: writes in flight that read fin */
     /* outputs */
     uint8_t *fout; /* map_fixed: the caller's array */
     size_t out_size;
@@ -273,12 +295,23 @@ mp__unit_t *mp__uring_at(mp__uring_t *q, size_t i);
 void mp__uring_pop(mp__uring_t *q);
 void mp__uring_release(mp__uring_t *q);
 
+/* A run of a map_fixed caller's input array written straight from there,
+ * inserted in a batch before its byte `at`. */
+typedef struct {
+    size_t at;
+    const uint8_t *data;
+    size_t len;
+    mp__job_t *job;
+} mp__pseg_t;
+
 typedef struct {
     mp_process_t *proc;
     mp__plink_t *link; /* NULL once closed */
     int state;
     bool sending;
-    bool greeted; /* its hello came: the initializer ran */
+    bool greeted;  /* its hello came: the initializer ran */
+    bool warm;     /* its link and batch buffer were touched */
+    bool answered; /* it sent results before */
     size_t units_sent;
     mp__uring_t held;    /* units sent, oldest first */
     size_t got;          /* items of the oldest unit already answered */
@@ -288,7 +321,11 @@ typedef struct {
     uint64_t head_start; /* when its current item started, at the latest */
     uint8_t *has_fn;     /* which task functions it was sent */
     size_t has_fn_cap;
-    mp__pbuf_t out; /* the batch being written */
+    mp__pbuf_t out;   /* the batch being written */
+    mp__pseg_t *segs; /* the batch's runs written from callers' arrays */
+    size_t nsegs, segcap;
+    size_t ext;    /* their bytes */
+    mp_iov_t *iov; /* 2 * segcap + 1, for the write */
 } mp__worker_t;
 
 typedef struct {
@@ -329,6 +366,8 @@ struct mp_pool {
     bool notify;       /* outcomes a waiter may be waiting for */
     bool need_blocker; /* work only a thread that may block can send */
     mp__job_t *cbs;    /* finished jobs whose callback is due */
+    mp__precv_t rbuf;  /* the handler's: where messages from workers land */
+    bool got_results;  /* a worker sent results: rbuf is worth warming */
     unsigned counter;
     /* the handler's mp_wait arrays: what each entry is */
     mp_handle_t **wset;

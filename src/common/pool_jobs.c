@@ -209,12 +209,12 @@ static mp__job_t *job_new(mp_pool_t *p, int kind, size_t n, size_t chunk)
     return j;
 }
 
-/* Queues j (dispatching to idle workers at once). On failure j was never
+/* Queues j, mutex held (dispatching to idle workers at once unless the
+ * caller is about to wait, and dispatch, itself). On failure j was never
  * the pool's: the caller frees it. */
-static int submit(mp__job_t *j, mp_task_fn f)
+static int submit_locked(mp__job_t *j, mp_task_fn f, bool dispatch)
 {
     mp_pool_t *p = j->pool;
-    mp__mutex_lock(p->mu);
     int rc = 0;
     if (p->state != MP__S_RUN)
         rc = mp__fail(MP_ESTATE, "the pool was closed: it takes no more tasks");
@@ -231,12 +231,19 @@ static int submit(mp__job_t *j, mp_task_fn f)
             else
                 p->qhead = j;
             p->qtail = j;
-            mp__pool_dispatch(p, MP__D_IDLE);
+            if (dispatch) mp__pool_dispatch(p, MP__D_IDLE);
         } else {
             job_finish(j);
         }
     }
-    mp__mutex_unlock(p->mu);
+    return rc;
+}
+
+static int submit(mp__job_t *j, mp_task_fn f)
+{
+    mp__mutex_lock(j->pool->mu);
+    int rc = submit_locked(j, f, true);
+    mp__mutex_unlock(j->pool->mu);
     return rc;
 }
 
@@ -276,7 +283,7 @@ static int wait_for(mp__job_t *j, bool (*pred)(const mp__job_t *), long timeout_
 
 static bool all_done(const mp__job_t *j)
 {
-    return j->done == j->n;
+    return j->done == j->n && !j->writing;
 }
 
 static int check_input(mp_task_fn f, const void *in, size_t inlen)
@@ -420,11 +427,15 @@ void mp_result_free(mp_result_t *r)
  * refused it (then *taken is false and j is still the caller's alone). */
 static int run_map(mp__job_t *j, mp_task_fn f, bool *taken)
 {
-    int rc = submit(j, f);
-    *taken = !rc;
-    if (rc) return rc;
     mp_pool_t *p = j->pool;
     mp__mutex_lock(p->mu);
+    int rc = submit_locked(j, f, false);
+    *taken = !rc;
+    if (rc) {
+        mp__mutex_unlock(p->mu);
+        return rc;
+    }
+    /* This thread may block: it dispatches, at once, as much as is due. */
     wait_for(j, all_done, MP_FOREVER);
     if (j->err) {
         failed_index = j->err_index;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connection_internal.h"
 #include "pool_internal.h"
 
 struct mp__plink {
@@ -46,14 +47,69 @@ int mp__plink_send(mp__plink_t *l, const mp_iov_t *iov, size_t n)
     return mp_conn_sendv(l->c, iov, n);
 }
 
-int mp__plink_recv(mp__plink_t *l, void **msg, size_t *len)
+#define RECV_FIRST 256u
+
+/* A kept buffer of at least n bytes (its contents need not survive). */
+static int precv_grow(mp__precv_t *r, size_t n)
 {
-    return mp_conn_recv_bytes(l->c, msg, len);
+    size_t cap = r->cap > n / 2 ? r->cap * 2 : n;
+    if (cap > MP__P_RECV_KEEP) cap = n;
+    uint8_t *p = malloc(cap);
+    if (!p) return mp__fail(MP_ENOMEM, "a buffer of %zu bytes for pool messages", cap);
+    free(r->p);
+    r->p = p;
+    r->cap = cap;
+    r->warm = false;
+    return 0;
+}
+
+int mp__plink_recv(mp__plink_t *l, mp__precv_t *r, const uint8_t **msg, size_t *len)
+{
+    free(r->spill);
+    r->spill = NULL;
+    /* Room for the small messages first: a short buffer costs a failed
+     * read (and its error detail) before the real one. */
+    int rc = r->cap ? 0 : precv_grow(r, RECV_FIRST);
+    if (!rc) rc = mp_conn_recv_bytes_into(l->c, r->p, r->cap, len);
+    if (rc == MP_EMSGSIZE && *len <= MP__P_RECV_KEEP) {
+        /* The message stays readable: it goes into a larger kept buffer. */
+        rc = precv_grow(r, *len);
+        if (!rc) rc = mp_conn_recv_bytes_into(l->c, r->p, r->cap, len);
+    } else if (rc == MP_EMSGSIZE) {
+        void *m;
+        rc = mp_conn_recv_bytes(l->c, &m, len);
+        if (!rc) {
+            r->spill = m;
+            *msg = m;
+            return 0;
+        }
+    }
+    if (!rc) *msg = r->p;
+    return rc;
+}
+
+void mp__precv_warm(mp__precv_t *r, size_t n)
+{
+    if (r->warm || (r->cap < n && precv_grow(r, n))) return;
+    memset(r->p, 0, r->cap);
+    r->warm = true;
+}
+
+void mp__precv_release(mp__precv_t *r)
+{
+    free(r->p);
+    free(r->spill);
+    memset(r, 0, sizeof *r);
 }
 
 int mp__plink_poll(mp__plink_t *l)
 {
     return mp_conn_poll(l->c, 0);
+}
+
+void mp__plink_warm(mp__plink_t *l)
+{
+    mp__conn_warm(l->c);
 }
 
 mp_handle_t *mp__plink_waitable(mp__plink_t *l)

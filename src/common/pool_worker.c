@@ -46,6 +46,7 @@ typedef struct {
     uint64_t maxtasks, units_done;
     wfn_t *fns;
     size_t nfns;
+    mp__precv_t in;
     mp__pbuf_t out;
     uint64_t nitems; /* outcomes in out */
     size_t run_at;   /* offset of the open run's count; 0: no run open */
@@ -55,6 +56,7 @@ typedef struct {
     uint64_t t_oldest; /* when the oldest outcome in out was ready, about */
     unsigned stride, countdown;
     mp_buf_t buf;
+    bool out_warm;
 } wk_t;
 
 /* ---- what a task calls ---- */
@@ -412,6 +414,15 @@ static void define_fn(wk_t *w, mp__prd_t *r)
     memcpy(&fe->f, &addr, sizeof fe->f);
 }
 
+/* One-time work (resolving a function, sizing a buffer) is no item's:
+ * counted, it would make the pool hold back the next map of tiny items
+ * as if they were slow. Only before any outcome of the message, so that
+ * no item's time is lost. */
+static void restart_clock(wk_t *w)
+{
+    if (!w->nitems) w->t_check = w->t_mark = mp__os_now_ns();
+}
+
 static int run_unit(wk_t *w, mp__prd_t *r)
 {
     uint64_t id = mp__prd_varint(r);
@@ -422,8 +433,10 @@ static int run_unit(wk_t *w, mp__prd_t *r)
     const wfn_t *fe = &w->fns[id];
     /* Sized once, at the first unit (a worker that never gets one never
      * touches it): growing it while items run would make them look slow. */
+    bool first = w->out.cap < 2 * FLUSH_BYTES;
     int rc = mp__pbuf_reserve(&w->out, 2 * FLUSH_BYTES);
     if (rc) return rc;
+    if (first) restart_clock(w);
     if (mode == MP__PU_FIXED) {
         uint64_t in_size = mp__prd_varint(r), out_size = mp__prd_varint(r);
         mp__prd_align(r, MP__P_ALIGN_FIXED);
@@ -457,6 +470,7 @@ static int handle_message(wk_t *w, const void *msg, size_t len)
         int rc = 0;
         if (tag == MP__PW_DEF) {
             define_fn(w, &r);
+            restart_clock(w);
             if (r.bad) rc = protocol_error("a bad function definition");
         } else if (tag == MP__PW_UNIT) {
             rc = run_unit(w, &r);
@@ -471,23 +485,35 @@ static int handle_message(wk_t *w, const void *msg, size_t len)
     return 0;
 }
 
+/* Once the first tasks ran and their results went out, while the pool
+ * has nothing more for this worker: every page of its buffers touched, so
+ * that a large map later pays no page fault per page it fills. */
+static void warm(wk_t *w)
+{
+    mp__precv_warm(&w->in, MP__P_RECV_WARM);
+    if (w->out_warm) return;
+    mp__plink_warm(w->link);
+    memset(w->out.p, 0, w->out.cap);
+    w->out_warm = true;
+}
+
 /* 1 once the worker is done (told to quit, its quota reached, or the pool
  * gone), or a negative code. */
 static int serve(wk_t *w)
 {
     for (;;) {
-        void *msg;
+        const uint8_t *msg;
         size_t len;
-        int rc = mp__plink_recv(w->link, &msg, &len);
+        int rc = mp__plink_recv(w->link, &w->in, &msg, &len);
         if (rc) return rc == MP_EOF ? 1 : rc;
         w->t_check = w->t_mark = mp__os_now_ns();
         w->countdown = w->stride = 1;
         rc = handle_message(w, msg, len);
-        free(msg);
         if (rc < 0) return rc;
         int frc = flush(w);
         if (frc) return frc == MP_EOF ? 1 : frc;
         if (rc) return rc;
+        if (w->units_done) warm(w);
     }
 }
 
@@ -530,6 +556,7 @@ static void worker_release(wk_t *w)
         free(w->fns[i].why);
     free(w->fns);
     mp__pbuf_release(&w->out);
+    mp__precv_release(&w->in);
     free(w->buf.own);
     free(w->buf.text);
     mp__plink_free(w->link);
