@@ -21,4 +21,10 @@ void mp__conn_set_default_max(mp_conn_t *c, size_t max);
  * message leaves the connection unreadable); MP_FOREVER lifts it. */
 void mp__conn_set_deadline(mp_conn_t *c, long timeout_ms);
 
+/* mp_listener_accept with wait_ms bounding only the wait for a peer: its
+ * handshake then has the listener's handshake_timeout_ms (or no limit).
+ * For a loop that accepts in short slices, where a handshake begun late in
+ * a slice must not be cut at the slice's end. */
+int mp__listener_accept_within(mp_listener_t *l, long wait_ms, mp_conn_t **c);
+
 #endif
