@@ -740,12 +740,18 @@ static int chaos_consume(mp_args_t *a)
     mp_queue_t *q, *results;
     if (mp_args_queue(a, 0, &q) || mp_args_queue(a, 1, &results)) return 10;
     uint8_t *buf = malloc(16384);
-    for (;;) {
+    int rc = buf ? 0 : 13;
+    while (!rc) {
         size_t len;
-        if (mp_queue_get_into(q, buf, 16384, &len, MP_FOREVER)) return 11;
-        if (!len) return 0;
-        if (mp_queue_put(results, buf, len, MP_FOREVER)) return 12;
+        if (mp_queue_get_into(q, buf, 16384, &len, MP_FOREVER))
+            rc = 11;
+        else if (!len)
+            break;
+        else if (mp_queue_put(results, buf, len, MP_FOREVER))
+            rc = 12;
     }
+    free(buf); /* valgrind checks the consumers that end normally */
+    return rc;
 }
 
 static bool all_alive(mp_process_t **p, int n)
