@@ -47,7 +47,7 @@ wait
 status=0
 failed=0
 for t in "${targets[@]}"; do
-  if [ "$(cat "$build/fuzz-$t.status")" = 0 ]; then
+  if [ "$(cat "$build/fuzz-$t.status" 2>/dev/null)" = 0 ]; then
     echo "fuzz_$t: $(grep -E '^#[0-9]+.*(DONE|pulse)' "$build/fuzz-$t.log" | tail -n 1)"
   else
     echo "fuzz_$t: FAILED (log: $build/fuzz-$t.log)"
