@@ -3,6 +3,7 @@
 #define MP_TEST_HELPERS_H
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mproc.h>
@@ -52,6 +53,17 @@ static inline void expect_msg(mp_conn_t *c, const char *s)
     cr_assert_eq(len, strlen(s), "got %zu bytes, wanted \"%s\"", len, s);
     cr_assert(!memcmp(buf, s, len), "got \"%.*s\", wanted \"%s\"", (int)len, (char *)buf, s);
     mp_free(buf);
+}
+
+/* How many kills a kill-at-random test makes: n, or fewer when the
+ * environment variable MPROC_TEST_KILLS says so (scripts/valgrind.sh and
+ * scripts/tsan.sh: the same paths under the checker, a smaller sample of
+ * kill points, as each kill costs a process start there). */
+static inline int test_kills(int n)
+{
+    const char *env = getenv("MPROC_TEST_KILLS");
+    int want = env ? atoi(env) : 0;
+    return want > 0 && want < n ? want : n;
 }
 
 #endif

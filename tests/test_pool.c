@@ -814,7 +814,9 @@ Test(pool, map_reports_the_item_that_killed_its_worker, .timeout = TEST_TIMEOUT)
 
 Test(pool, task_timeout_replaces_the_worker, .timeout = TEST_TIMEOUT)
 {
-    mp_pool_opts_t o = {.processes = 1, .task_timeout_ms = 300};
+    /* Room for a quick task on a fresh worker under valgrind (300 ms was
+     * not always enough there). */
+    mp_pool_opts_t o = {.processes = 1, .task_timeout_ms = 1000};
     mp_pool_t *p;
     ASSERT_OK(mp_pool_create(&p, &o));
     mp_pid_t before = worker_pid(p);

@@ -510,7 +510,7 @@ static void kill_trials(mp_handle_t *h, kind_t kind, uint32_t seed)
     ASSERT_OK(mp_value_create(&count, sizeof(uint64_t)));
     _Atomic uint64_t *n = mp_value_ptr(count);
     int dead_owner = 0;
-    for (int t = 0; t < KILL_TRIALS; t++) {
+    for (int t = 0; t < test_kills(KILL_TRIALS); t++) {
         mp_conn_t *mine, *theirs;
         ASSERT_OK(mp_pipe(&mine, &theirs, true));
         atomic_store(n, 0);
@@ -536,7 +536,8 @@ static void kill_trials(mp_handle_t *h, kind_t kind, uint32_t seed)
             ASSERT_OK(give(h, kind));
         mp_conn_free(mine);
     }
-    cr_log_info("%d counts or locks taken over from %d killed owners", dead_owner, KILL_TRIALS);
+    cr_log_info("%d counts or locks taken over from %d killed owners", dead_owner,
+                test_kills(KILL_TRIALS));
     mp_value_free(count);
 }
 

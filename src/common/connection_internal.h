@@ -24,4 +24,10 @@ void mp__conn_set_deadline(mp_conn_t *c, long timeout_ms);
  * reads of a burst later pay no page faults (best effort: no error). */
 void mp__conn_warm(mp_conn_t *c);
 
+/* mp_listener_accept with wait_ms bounding only the wait for a peer: its
+ * handshake then has the listener's handshake_timeout_ms (or no limit).
+ * For a loop that accepts in short slices, where a handshake begun late in
+ * a slice must not be cut at the slice's end. */
+int mp__listener_accept_within(mp_listener_t *l, long wait_ms, mp_conn_t **c);
+
 #endif

@@ -201,18 +201,30 @@ static int open_conn(mp__stream_t *st, bool message, const mp__auth_t *auth, boo
     return 0;
 }
 
-int mp_listener_accept(mp_listener_t *l, long timeout_ms, mp_conn_t **c)
+/* whole: timeout_ms bounds the handshake too; else only the wait. */
+static int accept_one(mp_listener_t *l, long timeout_ms, bool whole, mp_conn_t **c)
 {
-    if (!l || !c) return mp__fail(MP_EINVAL, "mp_listener_accept: NULL argument");
     uint64_t start = mp__os_now_ns();
     mp__stream_t *st;
     bool message;
     int rc = mp__server_accept(l->srv, timeout_ms, &st, &message);
     if (rc) return rc;
-    long left = mp__timeout_left(timeout_ms, start);
+    long left = whole ? mp__timeout_left(timeout_ms, start) : MP_FOREVER;
     long hs = l->handshake_timeout_ms;
     if (hs > 0 && (left < 0 || hs < left)) left = hs;
     return open_conn(st, message, l->has_key ? &l->auth : NULL, true, left, l->max_message, c);
+}
+
+int mp_listener_accept(mp_listener_t *l, long timeout_ms, mp_conn_t **c)
+{
+    if (!l || !c) return mp__fail(MP_EINVAL, "mp_listener_accept: NULL argument");
+    return accept_one(l, timeout_ms, true, c);
+}
+
+int mp__listener_accept_within(mp_listener_t *l, long wait_ms, mp_conn_t **c)
+{
+    if (!l || !c) return mp__fail(MP_EINVAL, "mp_listener_accept: NULL argument");
+    return accept_one(l, wait_ms, false, c);
 }
 
 void mp_listener_free(mp_listener_t *l)

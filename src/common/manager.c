@@ -164,10 +164,11 @@ int mp_manager_start(mp_manager_t **out, const mp_manager_opts_t *o)
     if (!rc) rc = mp__mclient_connect(m->cl);
     free(address);
     if (rc) {
-        if (m->proc && mp_process_is_alive(m->proc) == 1) mp_process_kill(m->proc);
-        /* Keep the failure's detail through the cleanup. */
+        /* Keep the failure's detail through the cleanup (the liveness
+         * check records one of its own). */
         char why[256];
         snprintf(why, sizeof why, "%s", mp_last_error_detail());
+        if (m->proc && mp_process_is_alive(m->proc) == 1) mp_process_kill(m->proc);
         m->shut = true;
         mp_manager_free(m);
         return mp__fail(rc, "%s", why);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connection_internal.h"
 #include "manager_internal.h"
 
 #define ACCEPT_SLICE_MS 1000L
@@ -1024,7 +1025,7 @@ static void accept_loop(mp__msrv_t *srv)
 {
     while (!atomic_load(&srv->stopping)) {
         mp_conn_t *c = NULL;
-        int rc = mp_listener_accept(srv->l, ACCEPT_SLICE_MS, &c);
+        int rc = mp__listener_accept_within(srv->l, ACCEPT_SLICE_MS, &c);
         reap(srv);
         if (rc == MP_ETIMEDOUT || rc == MP_EAUTH || rc == MP_EOF || rc == MP_EPROTO) continue;
         if (rc) {
@@ -1071,9 +1072,9 @@ int mp__msrv_run(const mp_manager_opts_t *o, mp_conn_t *parent,
     mp__seg_unlock(srv->alive, 0);
     mp_listener_free(srv->l); /* the address goes now, whoever is left */
     srv->l = NULL;
-    /* A server process exits next: its sessions may still be reading, so
-     * what they use stays until the exit takes it. */
-    if (!srv->own_process) srv_unref(srv);
+    /* Sessions still reading hold references of their own: what they use
+     * stays until the last of them ends (or the process exits). */
+    srv_unref(srv);
     return 0;
 }
 

@@ -75,13 +75,19 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* This executable: /proc/self/exe where there is one, else argv[0]
- * (searched in PATH when it has no slash). OUT >= 0: the child's stdout
- * and stderr go there. */
+/* This executable: the path /proc/self/exe links to where there is one
+ * (read, not executed: under valgrind the link is made to name the
+ * program, but executing /proc/self/exe would start valgrind's own tool
+ * as the program), else argv[0] (searched in PATH when it has no slash).
+ * OUT >= 0: the child's stdout and stderr go there. */
 static int start_child(const char *argv0, const char *name, int out, pid_t *pid)
 {
-    static const char proc_exe[] = "/proc/self/exe";
-    bool proc = access(proc_exe, X_OK) == 0;
+    static char exe[PATH_MAX];
+    if (!exe[0]) {
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[n > 0 ? n : 0] = 0;
+    }
+    bool found = exe[0] != 0;
     char *argv[] = {(char *)argv0, CR__RUN_FLAG, (char *)name, NULL};
     posix_spawn_file_actions_t fa;
     int rc = posix_spawn_file_actions_init(&fa);
@@ -102,8 +108,8 @@ static int start_child(const char *argv0, const char *name, int out, pid_t *pid)
     if (!rc) rc = posix_spawnattr_setpgroup(&attr, 0);
     if (!rc) rc = posix_spawnattr_setsigmask(&attr, &none);
     if (!rc)
-        rc = proc ? posix_spawn(pid, proc_exe, &fa, &attr, argv, environ)
-                  : posix_spawnp(pid, argv0, &fa, &attr, argv, environ);
+        rc = found ? posix_spawn(pid, exe, &fa, &attr, argv, environ)
+                   : posix_spawnp(pid, argv0, &fa, &attr, argv, environ);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return rc;
