@@ -483,10 +483,6 @@ static size_t var_entry(mp__job_t *j, size_t idx, mp__prd_t *r)
     return 1;
 }
 
-/* A worker's first results are not learnt from: its first items ran cold
- * (code and data paged in, buffers sized) and would make tiny tasks look
- * slow for the next map. */
-
 /* Folds the time items of fn took into its estimate: an average over a
  * batch of LEARN_ITEMS or more replaces it (a few items from a cold
  * start must not hold back a long map of tiny ones). */
@@ -510,6 +506,9 @@ static bool results(mp_pool_t *p, mp__worker_t *w, mp__prd_t *r)
         size_t left = u->count - w->got;
         if (left > n) left = (size_t)n;
         size_t idx = u->first + w->got;
+        /* A worker's first results are not learnt from: its first items
+         * ran cold (code and data paged in, buffers sized) and would make
+         * tiny tasks look slow for the next map. */
         if (u->job->fn != last_fn && w->answered) {
             last_fn = u->job->fn;
             learn(p, last_fn, per, total);
