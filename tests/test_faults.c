@@ -60,6 +60,19 @@ Test(faults, free_null_keeps_the_last_detail, .timeout = TEST_TIMEOUT)
     mp_iter_free(NULL);
     mp_args_free(NULL);
     mp_listener_free(NULL);
+    mp_lock_free(NULL);
+    mp_rlock_free(NULL);
+    mp_semaphore_free(NULL);
+    mp_event_free(NULL);
+    mp_condition_free(NULL);
+    mp_barrier_free(NULL);
+    mp_value_free(NULL);
+    mp_array_free(NULL);
+    mp_queue_free(NULL);
+    mp_manager_free(NULL);
+    mp_dict_free(NULL);
+    mp_list_free(NULL);
+    mp_iov_free(NULL, 3);
     cr_assert_str_eq(mp_last_error_detail(), before);
 }
 

@@ -233,6 +233,7 @@ int mp_manager_shutdown(mp_manager_t *m)
 
 void mp_manager_free(mp_manager_t *m)
 {
+    if (!m) return; /* as free(NULL): the last detail stays */
     if (mp__handle_check(MP_HANDLE(m), MP__H_MANAGER)) return;
     /* A forked child freeing its copy only detaches, as a connected one. */
     bool mine = m->owner == mp__os_getpid();

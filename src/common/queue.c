@@ -96,6 +96,7 @@ int mp_queue_close(mp_queue_t *h)
 
 void mp_queue_free(mp_queue_t *h)
 {
+    if (!h) return; /* as free(NULL): the last detail stays */
     if (mp__rx_free(MP_HANDLE(h), MP__H_QUEUE)) return;
     if (mp__handle_check(MP_HANDLE(h), MP__H_QUEUE)) return;
     mp__handle_fini(&h->h);

@@ -278,6 +278,7 @@ int mp_lock_release(mp_lock_t *l)
 
 void mp_lock_free(mp_lock_t *l)
 {
+    if (!l) return; /* as free(NULL): the last detail stays */
     if (mp__rx_free(MP_HANDLE(l), MP__H_LOCK)) return;
     if (mp__handle_check(MP_HANDLE(l), MP__H_LOCK)) return;
     /* Freed by its holder: release it rather than leave it to owner death. */
@@ -310,6 +311,7 @@ int mp_rlock_release(mp_rlock_t *l)
 
 void mp_rlock_free(mp_rlock_t *l)
 {
+    if (!l) return; /* as free(NULL): the last detail stays */
     if (mp__rx_free(MP_HANDLE(l), MP__H_RLOCK)) return;
     if (mp__handle_check(MP_HANDLE(l), MP__H_RLOCK)) return;
     if (lock_held(&l->o)) {
@@ -510,6 +512,7 @@ int mp_semaphore_value(mp_semaphore_t *s, unsigned *v)
 
 void mp_semaphore_free(mp_semaphore_t *s)
 {
+    if (!s) return; /* as free(NULL): the last detail stays */
     if (mp__rx_free(MP_HANDLE(s), MP__H_SEMAPHORE)) return;
     if (mp__handle_check(MP_HANDLE(s), MP__H_SEMAPHORE)) return;
     /* Freed by a holder: its counts go back, as a Lock's does. */
@@ -618,6 +621,7 @@ int mp_event_wait(mp_event_t *e, long timeout_ms)
 
 void mp_event_free(mp_event_t *e)
 {
+    if (!e) return; /* as free(NULL): the last detail stays */
     if (mp__rx_free(MP_HANDLE(e), MP__H_EVENT)) return;
     if (!mp__handle_check(MP_HANDLE(e), MP__H_EVENT)) sobj_free(&e->o);
 }
@@ -778,6 +782,7 @@ int mp_condition_notify_all(mp_condition_t *c)
 
 void mp_condition_free(mp_condition_t *c)
 {
+    if (!c) return; /* as free(NULL): the last detail stays */
     if (mp__handle_check(MP_HANDLE(c), MP__H_CONDITION)) return;
     if (c->own_lock) mp_lock_free(c->lock);
     sobj_free(&c->o);
@@ -975,6 +980,7 @@ int mp_barrier_n_waiting(mp_barrier_t *b, unsigned *n)
 
 void mp_barrier_free(mp_barrier_t *b)
 {
+    if (!b) return; /* as free(NULL): the last detail stays */
     if (!mp__handle_check(MP_HANDLE(b), MP__H_BARRIER)) sobj_free(&b->o);
 }
 
@@ -1060,6 +1066,7 @@ mp_rlock_t *mp_value_lock(mp_value_t *v)
 
 void mp_value_free(mp_value_t *v)
 {
+    if (!v) return; /* as free(NULL): the last detail stays */
     if (!value_check(v)) return;
     mp_rlock_free(v->lock);
     sobj_free(&v->o);
