@@ -319,6 +319,25 @@ Test(pool, map_fixed_sizes_and_counts, .timeout = TEST_TIMEOUT)
     close_join_free(p);
 }
 
+/* n ints 0, 1, 2, ... and room for n results. */
+static void iota_arrays(int n, int32_t **in, int32_t **out)
+{
+    *in = malloc((size_t)n * sizeof **in);
+    *out = malloc((size_t)n * sizeof **out);
+    cr_assert(*in && *out);
+    for (int i = 0; i < n; i++)
+        (*in)[i] = i;
+}
+
+/* The first n of iota_arrays' ints squared through the pool, checked. */
+static void map_squares(mp_pool_t *p, const int32_t *in, int32_t *out, int n, size_t chunk)
+{
+    memset(out, 0, (size_t)n * sizeof *out);
+    ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, (size_t)n, out, 4, chunk));
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(out[i], i * i, "item %d of %d chunksize %zu", i, n, chunk);
+}
+
 /* An item failing deep inside a big map_fixed: the call reports that
  * item, its text, and the pool goes on. */
 static int fail_at(const void *in, size_t n, mp_buf_t *out)
@@ -333,17 +352,13 @@ Test(pool, map_fixed_failure_in_the_middle, .timeout = TEST_TIMEOUT)
 {
     mp_pool_t *p = new_pool(2);
     enum { N = 50000 };
-    int32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
-    cr_assert(in && out);
-    for (int i = 0; i < N; i++)
-        in[i] = i;
+    int32_t *in, *out;
+    iota_arrays(N, &in, &out);
     ASSERT_RC(mp_pool_map_fixed(p, fail_at, in, 4, N, out, 4, 0), MP_ETASK);
     cr_assert_eq(mp_pool_failed_index(), 31337);
     cr_assert(strstr(mp_last_error_detail(), "item 31337"), "%s", mp_last_error_detail());
     cr_assert(strstr(mp_last_error_detail(), "no 31337"), "%s", mp_last_error_detail());
-    ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, 1000, out, 4, 0));
-    for (int i = 0; i < 1000; i++)
-        cr_assert_eq(out[i], i * i);
+    map_squares(p, in, out, 1000, 0);
     free(in);
     free(out);
     close_join_free(p);
@@ -364,15 +379,11 @@ Test(pool, map_fixed_worker_killed_mid_map, .timeout = TEST_TIMEOUT)
 {
     mp_pool_t *p = new_pool(2);
     enum { N = 50000 };
-    int32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
-    cr_assert(in && out);
-    for (int i = 0; i < N; i++)
-        in[i] = i;
+    int32_t *in, *out;
+    iota_arrays(N, &in, &out);
     ASSERT_RC(mp_pool_map_fixed(p, kill_at, in, 4, N, out, 4, 0), MP_EWORKER);
     cr_assert_leq(mp_pool_failed_index(), 25000);
-    ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, 1000, out, 4, 0));
-    for (int i = 0; i < 1000; i++)
-        cr_assert_eq(out[i], i * i);
+    map_squares(p, in, out, 1000, 0);
     free(in);
     free(out);
     close_join_free(p);
@@ -430,24 +441,16 @@ Test(pool, worker_killed_mid_map_after_warm_up, .timeout = TEST_TIMEOUT)
 {
     mp_pool_t *p = new_pool(2);
     enum { N = 50000 };
-    int32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
-    cr_assert(in && out);
-    for (int i = 0; i < N; i++)
-        in[i] = i;
+    int32_t *in, *out;
+    iota_arrays(N, &in, &out);
     for (int k = 0; k < 3; k++) {
-        ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, N / 2, out, 4, 0));
-        for (int i = 0; i < N / 2; i++)
-            cr_assert_eq(out[i], i * i);
+        map_squares(p, in, out, N / 2, 0);
         ASSERT_RC(mp_pool_map_fixed(p, kill_at, in, 4, N, out, 4, 0), MP_EWORKER);
         cr_assert_leq(mp_pool_failed_index(), 25000);
     }
     size_t chunks[] = {1, 0, N};
-    for (size_t c = 0; c < 3; c++) {
-        memset(out, 0, N * sizeof *out);
-        ASSERT_OK(mp_pool_map_fixed(p, square, in, 4, 20000, out, 4, chunks[c]));
-        for (int i = 0; i < 20000; i++)
-            cr_assert_eq(out[i], i * i, "item %d chunksize %zu", i, chunks[c]);
-    }
+    for (size_t c = 0; c < 3; c++)
+        map_squares(p, in, out, 20000, chunks[c]);
     free(in);
     free(out);
     close_join_free(p);

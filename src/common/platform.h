@@ -104,6 +104,10 @@ int mp__module_resolve(const char *path, uint64_t offset, uint64_t ident, void *
 
 /* ---- the process itself ---- */
 int mp__os_cpu_count(void);
+/* mp__os_cpu_count read once per process (common code, util.c): spinning
+ * waiters ask on every wait whether another CPU could free what they wait
+ * for, and the count is a system call. */
+int mp__cpu_count_cached(void);
 mp_pid_t mp__os_getpid(void);
 mp_pid_t mp__os_getppid(void);
 /* This executable's full path, malloc'd. */

@@ -1,4 +1,5 @@
-/* Allocation and time helpers every file of the library uses. */
+/* Allocation, time and CPU-count helpers every file of the library uses. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,4 +45,15 @@ long mp__timeout_left(long timeout_ms, uint64_t start_ns)
     if (timeout_ms < 0) return MP_FOREVER;
     uint64_t spent_ms = (mp__os_now_ns() - start_ns) / 1000000u;
     return spent_ms >= (uint64_t)timeout_ms ? 0 : timeout_ms - (long)spent_ms;
+}
+
+int mp__cpu_count_cached(void)
+{
+    static _Atomic int n;
+    int v = atomic_load_explicit(&n, memory_order_relaxed);
+    if (!v) {
+        v = mp__os_cpu_count();
+        atomic_store_explicit(&n, v, memory_order_relaxed);
+    }
+    return v;
 }

@@ -58,17 +58,6 @@ uint64_t mp__os_thread_id(void)
     return thread_id;
 }
 
-static int cpu_count(void)
-{
-    static _Atomic int n;
-    int v = atomic_load_explicit(&n, memory_order_relaxed);
-    if (!v) {
-        v = mp__os_cpu_count();
-        atomic_store_explicit(&n, v, memory_order_relaxed);
-    }
-    return v;
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -81,7 +70,7 @@ static inline void cpu_relax(void)
 /* True once *w != expected within spin_ns. */
 static bool spin_for_change(const _Atomic uint32_t *w, uint32_t expected, uint32_t spin_ns)
 {
-    if (!spin_ns || cpu_count() < 2) return false;
+    if (!spin_ns || mp__cpu_count_cached() < 2) return false;
     uint64_t start = mp__os_now_ns();
     for (unsigned i = 1;; i++) {
         if (atomic_load_explicit(w, memory_order_acquire) != expected) return true;

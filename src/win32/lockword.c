@@ -73,22 +73,11 @@ static int owner_state(uint64_t w, HANDLE *h)
     return st;
 }
 
-static int cpu_count(void)
-{
-    static _Atomic int n;
-    int v = atomic_load_explicit(&n, memory_order_relaxed);
-    if (!v) {
-        v = mp__os_cpu_count();
-        atomic_store_explicit(&n, v, memory_order_relaxed);
-    }
-    return v;
-}
-
 /* Spins up to SPIN_NS for the lock to be free (not on one CPU, where its
  * owner cannot run meanwhile). */
 static void spin_until_free(_Atomic uint64_t *word)
 {
-    if (cpu_count() < 2) return;
+    if (mp__cpu_count_cached() < 2) return;
     uint64_t start = mp__os_now_ns();
     for (unsigned i = 1;; i++) {
         if (!atomic_load_explicit(word, memory_order_relaxed)) return;

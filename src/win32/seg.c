@@ -689,13 +689,7 @@ int mp__seg_unlock(mp__seg_t *s, unsigned i)
 /* True once *w != expected within spin_ns. */
 static bool spin_for_change(const _Atomic uint32_t *w, uint32_t expected, uint32_t spin_ns)
 {
-    static _Atomic int cpus;
-    int n = atomic_load_explicit(&cpus, memory_order_relaxed);
-    if (!n) {
-        n = mp__os_cpu_count();
-        atomic_store_explicit(&cpus, n, memory_order_relaxed);
-    }
-    if (!spin_ns || n < 2) return false;
+    if (!spin_ns || mp__cpu_count_cached() < 2) return false;
     uint64_t start = mp__os_now_ns();
     for (unsigned i = 1;; i++) {
         if (atomic_load_explicit(w, memory_order_acquire) != expected) return true;
