@@ -14,6 +14,7 @@
 #include <windows.h>
 #else
 #include <errno.h>
+#include <pthread.h>
 #include <sys/types.h>
 #include <time.h>
 #endif
@@ -1206,6 +1207,111 @@ Test(pool, bad_arguments, .timeout = TEST_TIMEOUT)
     ASSERT_OK(mp_pool_terminate(p));
     ASSERT_OK(mp_pool_join(p, JOIN_MS));
     mp_pool_free(p);
+}
+
+/* ---- pools that get no task, and where a pool is made ---- */
+
+/* A pool of two whose initializer reports each worker's pid on *r. */
+static mp_pool_t *reporting_pool(mp_conn_t **r, mp_conn_t **w)
+{
+    ASSERT_OK(mp_pipe(r, w, false));
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(*w)));
+    mp_pool_opts_t o = {.processes = 2, .initializer = report_pid, .initargs = a};
+    mp_pool_t *p;
+    ASSERT_OK(mp_pool_create(&p, &o));
+    mp_args_free(a);
+    return p;
+}
+
+Test(pool, taskless_pool_closes_and_joins, .timeout = TEST_TIMEOUT)
+{
+    mp_conn_t *r, *w;
+    mp_pool_t *p = reporting_pool(&r, &w);
+    mp_pid_t pids[2] = {recv_pid(r), recv_pid(r)};
+    ASSERT_OK(mp_pool_close(p));
+    ASSERT_OK(mp_pool_join(p, JOIN_MS));
+    for (int i = 0; i < 2; i++)
+        cr_assert(pid_gone(pids[i]), "worker %lld outlived join", (long long)pids[i]);
+    ASSERT_OK(mp_pool_join(p, 0));
+    ctl_t c = {OP_SQUARE, 2};
+    ASSERT_RC(mp_pool_apply(p, ctl, &c, sizeof c, NULL, NULL), MP_ESTATE);
+    mp_pool_free(p);
+    mp_conn_free(r);
+    mp_conn_free(w);
+}
+
+Test(pool, taskless_pool_terminates, .timeout = TEST_TIMEOUT)
+{
+    mp_conn_t *r, *w;
+    mp_pool_t *p = reporting_pool(&r, &w);
+    mp_pid_t pids[2] = {recv_pid(r), recv_pid(r)};
+    ASSERT_OK(mp_pool_terminate(p));
+    for (int i = 0; i < 2; i++)
+        cr_assert(pid_gone(pids[i]), "worker %lld outlived terminate", (long long)pids[i]);
+    ASSERT_OK(mp_pool_join(p, JOIN_MS));
+    mp_pool_free(p);
+    mp_conn_free(r);
+    mp_conn_free(w);
+}
+
+/* A pool made by a thread that then ends keeps its workers: nothing ties
+ * their lives to that thread (Linux's parent-death signal would). */
+static mp_conn_t *made_r, *made_w;
+static mp_pool_t *made;
+
+#if defined(_WIN32)
+static DWORD WINAPI make_pool(LPVOID arg)
+{
+    (void)arg;
+    made = reporting_pool(&made_r, &made_w);
+    return 0;
+}
+
+static void in_a_thread_that_ends(void)
+{
+    HANDLE t = CreateThread(NULL, 0, make_pool, NULL, 0, NULL);
+    cr_assert_not_null(t);
+    cr_assert_eq(WaitForSingleObject(t, INFINITE), WAIT_OBJECT_0);
+    CloseHandle(t);
+}
+#else
+static void *make_pool(void *arg)
+{
+    made = reporting_pool(&made_r, &made_w);
+    return arg;
+}
+
+static void in_a_thread_that_ends(void)
+{
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, make_pool, NULL), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+}
+#endif
+
+Test(pool, made_by_a_thread_that_ends, .timeout = TEST_TIMEOUT)
+{
+    in_a_thread_that_ends();
+    mp_pid_t pids[2] = {recv_pid(made_r), recv_pid(made_r)};
+    enum { N = 40 };
+    ctl_t c = {OP_SLEEP_PID, 2};
+    mp_iov_t in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = (mp_iov_t){&c, sizeof c};
+    mp_iov_t *out;
+    ASSERT_OK(mp_pool_map(made, ctl, in, N, 1, &out));
+    for (int i = 0; i < N; i++) {
+        mp_pid_t pid;
+        memcpy(&pid, out[i].data, sizeof pid);
+        cr_assert(pid == pids[0] || pid == pids[1], "task %d ran in a replacement worker", i);
+    }
+    mp_iov_free(out, N);
+    cr_assert_eq(mp_conn_poll(made_r, 0), 0, "no worker was replaced");
+    close_join_free(made);
+    mp_conn_free(made_r);
+    mp_conn_free(made_w);
 }
 
 /* ---- the parent killed outright ---- */

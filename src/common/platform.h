@@ -59,6 +59,10 @@ typedef struct {
 int mp__child_spawn(const mp__spawn_req_t *rq, mp__child_t **c);
 /* Whether mp__child_fork can work here. */
 bool mp__os_has_fork(void);
+/* Whether a daemon child started from the calling thread stays tied to
+ * the process rather than to this thread (Linux ties the parent-death
+ * signal to the starting thread: true only on the main thread). */
+bool mp__child_outlives_thread(void);
 /* fork(): *c is set in the parent; in the child *in_child is true, *c is
  * NULL, and the child has already been set up as mp__child_init does.
  * MP_ENOSYS where fork does not exist. */

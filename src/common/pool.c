@@ -3,7 +3,9 @@
  * that die or reach maxtasksperchild, stops tasks that run past the
  * timeout, and runs callbacks. A dead worker shows as the end of its pipe
  * or of its process, whichever comes first; either fails what it held at
- * once, so nothing ever waits on a dead worker. */
+ * once, so nothing ever waits on a dead worker. The thread starts with
+ * the first task (mp__pool_start_handler); until then the calling
+ * threads start and end the workers themselves. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +37,8 @@ static bool in_handler(const mp_pool_t *p)
 
 void mp__pool_wake(mp_pool_t *p)
 {
-    if (p->wake_sent || p->handler_done || in_handler(p)) return;
+    /* A handler started later looks at everything first anyway. */
+    if (!p->thread || p->wake_sent || p->handler_done || in_handler(p)) return;
     p->wake_sent = true;
     /* One byte at most is ever pending: this write cannot block. */
     mp_conn_send_bytes(p->wake_w, "", 0);
@@ -151,7 +154,8 @@ static int start_workers(mp_pool_t *p, size_t n)
             if (st[i].w) worker_free(st[i].w);
             continue;
         }
-        st[i].w->state = MP__W_STARTING;
+        st[i].w->state = p->quiet ? MP__W_READY : MP__W_STARTING;
+        st[i].w->greeted = p->quiet;
         p->ws[p->nws++] = st[i].w;
     }
     return rc;
@@ -594,6 +598,52 @@ static void handler_main(void *arg)
     mp__mutex_unlock(p->mu);
 }
 
+/* The handler thread starts with the first task (or at create where
+ * workers must be started from it: mp__child_outlives_thread). A pool
+ * that never gets a task runs no thread, and none of ours runs while the
+ * workers fork: after a fork each page the parent writes costs a fault,
+ * and a second thread of the process turns those into cross-CPU TLB
+ * flushes (both costly under virtualization). */
+int mp__pool_start_handler(mp_pool_t *p)
+{
+    if (p->thread || p->handler_done) return 0;
+    /* Made only now: every worker forked while it exists closes it. */
+    int rc = p->wake_r ? 0 : mp_pipe(&p->wake_r, &p->wake_w, false);
+    return rc ? rc : mp__thread_start(&p->thread, handler_main, p);
+}
+
+/* What the handler would do at the end, by the calling thread of a pool
+ * that never had one (mutex held; released meanwhile). Terminated: kills
+ * and reaps every worker. Closed: waits for the workers, told to quit by
+ * close, to exit; MP_ETIMEDOUT if they are not all gone in time (nothing
+ * changed: the pool can be joined again). */
+static int end_here(mp_pool_t *p, long timeout_ms, uint64_t start)
+{
+    int rc = 0;
+    p->ending = true;
+    if (p->state == MP__S_TERM) {
+        terminate_all(p);
+    } else {
+        for (size_t i = 0; i < p->nws && !rc; i++) {
+            mp_process_t *proc = p->ws[i]->proc;
+            long left = mp__timeout_left(timeout_ms, start);
+            mp__mutex_unlock(p->mu);
+            rc = left ? mp_process_join(proc, left) : MP_ETIMEDOUT;
+            mp__mutex_lock(p->mu);
+        }
+        if (rc) rc = mp__fail(MP_ETIMEDOUT, "the pool's workers are still running");
+    }
+    p->ending = false;
+    if (!rc) {
+        for (size_t i = 0; i < p->nws; i++)
+            worker_free(p->ws[i]);
+        p->nws = 0;
+        p->handler_done = true;
+    }
+    mp__cond_broadcast(p->cv);
+    return rc;
+}
+
 /* ---- the API ---- */
 
 static int pool_check(mp_pool_t *p)
@@ -635,14 +685,23 @@ static void stop(mp_pool_t *p)
         mp__pool_wake(p);
     }
     if (in_handler(p)) return;
-    while (!p->handler_done)
-        mp__cond_wait(p->cv, p->mu, MP_FOREVER);
+    while (!p->handler_done) {
+        if (!p->thread && !p->ending)
+            end_here(p, MP_FOREVER, 0);
+        else
+            mp__cond_wait(p->cv, p->mu, MP_FOREVER);
+    }
 }
 
 /* The worker configuration: what every worker of p is started with. */
 static int pack_config(mp_pool_t *p, const mp_pool_opts_t *o)
 {
-    mp__wconfig_t c = {.maxtasks = o->maxtasksperchild, .flush_each = o->task_timeout_ms > 0};
+    /* A forked worker without an initializer has nothing that can fail
+     * before it serves (a spawned one must first find its functions): it
+     * is ready at once, and spares its start a message. */
+    p->quiet = p->method == MP_START_FORK && !o->initializer;
+    mp__wconfig_t c = {
+        .maxtasks = o->maxtasksperchild, .flush_each = o->task_timeout_ms > 0, .quiet = p->quiet};
     if (o->initializer) {
         const void *addr;
         memcpy(&addr, &o->initializer, sizeof addr);
@@ -686,7 +745,6 @@ static int pool_new(const mp_pool_opts_t *o, mp_start_method_t m, mp_pool_t **ou
     p->method = m;
     int rc = mp__mutex_create(&p->mu);
     if (!rc) rc = mp__cond_create(&p->cv);
-    if (!rc) rc = mp_pipe(&p->wake_r, &p->wake_w, false);
     if (!rc) rc = mp__args_copy(o->initargs, &p->initargs);
     if (!rc) rc = pack_config(p, o);
     if (rc) {
@@ -708,15 +766,16 @@ int mp_pool_create(mp_pool_t **out, const mp_pool_opts_t *o)
     if (!rc) rc = pool_new(o, m, &p);
     if (rc) return rc;
     mp__mutex_lock(p->mu);
-    rc = mp__thread_start(&p->thread, handler_main, p);
-    if (rc) {
-        mp__mutex_unlock(p->mu);
-        mp__pool_destroy(p);
-        return rc;
+    if (mp__child_outlives_thread()) {
+        maintain(p);
+        p->started = true;
+        rc = p->start_rc;
+    } else {
+        rc = mp__pool_start_handler(p);
+        while (!rc && !p->started)
+            mp__cond_wait(p->cv, p->mu, MP_FOREVER);
+        if (!rc) rc = p->start_rc;
     }
-    while (!p->started)
-        mp__cond_wait(p->cv, p->mu, MP_FOREVER);
-    rc = p->start_rc;
     if (rc) {
         char why[512];
         snprintf(why, sizeof why, "%s", p->broken_text ? p->broken_text : "");
@@ -772,7 +831,9 @@ int mp_pool_join(mp_pool_t *p, long timeout_ms)
         rc = mp__fail(MP_ESTATE, "a pool cannot be joined from its own callback");
     while (!rc && !p->handler_done) {
         long left = mp__timeout_left(timeout_ms, start);
-        if (!left)
+        if (!p->thread && !p->ending)
+            rc = end_here(p, timeout_ms, start);
+        else if (!left)
             rc = mp__fail(MP_ETIMEDOUT, "the pool's workers are still running");
         else
             mp__cond_wait(p->cv, p->mu, left);

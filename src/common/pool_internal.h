@@ -203,6 +203,7 @@ typedef struct {
 typedef struct {
     uint64_t maxtasks; /* units; 0: unlimited */
     bool flush_each;   /* send each result before the next item starts */
+    bool quiet;        /* no hello: the pool counts the worker ready at once */
     mp__fnref_t init;
 } mp__wconfig_t;
 
@@ -341,6 +342,8 @@ struct mp_pool {
     int refs;       /* the user's and one per job */
     int state;
     bool started, handler_done, joined;
+    bool quiet;  /* workers send no hello (mp__wconfig_t) */
+    bool ending; /* a thread ends a pool that has no handler (see end_here) */
     int start_rc;
     int broken; /* nonzero: the code every task now fails with */
     char *broken_text;
@@ -378,6 +381,8 @@ struct mp_pool {
 
 /* pool.c */
 void mp__pool_wake(mp_pool_t *p);
+/* Mutex held: starts the handler thread unless it runs or ran. */
+int mp__pool_start_handler(mp_pool_t *p);
 /* Every task from now on fails with MP_EWORKER and this text. */
 void mp__pool_break(mp_pool_t *p, const char *fmt, ...)
 #if defined(__MINGW32__)

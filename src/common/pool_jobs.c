@@ -222,6 +222,7 @@ static int submit_locked(mp__job_t *j, mp_task_fn f, bool dispatch)
         rc = mp__fail(p->broken, "the pool is broken: %s", p->broken_text);
     else
         rc = mp__pool_fn_id(p, f, &j->fn);
+    if (!rc) rc = mp__pool_start_handler(p);
     if (!rc) {
         p->refs++;
         if (j->n) {

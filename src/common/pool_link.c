@@ -152,7 +152,7 @@ int mp__wconfig_pack(const mp__wconfig_t *c, mp__wbuf_t *w)
     mp__wbuf_raw(w, config_magic, sizeof config_magic);
     mp__wbuf_u32(w, MP__P_CONFIG_VERSION);
     mp__wbuf_u64(w, c->maxtasks);
-    mp__wbuf_u8(w, (uint8_t)(c->flush_each | (c->init.module != NULL) << 1));
+    mp__wbuf_u8(w, (uint8_t)(c->flush_each | (c->init.module != NULL) << 1 | c->quiet << 2));
     if (c->init.module) {
         mp__wbuf_str(w, c->init.module);
         mp__wbuf_u64(w, c->init.offset);
@@ -173,8 +173,9 @@ int mp__wconfig_unpack(const void *p, size_t n, mp__wconfig_t *c)
         return mp__rbuf_bad(&r, "pool worker configuration of another version");
     c->maxtasks = mp__rbuf_u64(&r);
     uint8_t flags = mp__rbuf_u8(&r);
-    if (flags & ~3u) return mp__rbuf_bad(&r, "unknown pool worker flags");
+    if (flags & ~7u) return mp__rbuf_bad(&r, "unknown pool worker flags");
     c->flush_each = flags & 1;
+    c->quiet = flags & 4;
     if (flags & 2) {
         c->init.module = mp__rbuf_str(&r);
         c->init.offset = mp__rbuf_u64(&r);

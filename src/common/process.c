@@ -55,14 +55,19 @@ int mp_process_create(mp_process_t **out, const mp_process_opts_t *o)
     return 0;
 }
 
+/* Handles kept without an allocation: in a new child, every heap page
+ * malloc and free write is copied first (a page fault each). */
+#define KEEP_ON_STACK 8
+
 static void run_forked_child(mp_process_t *p, mp_pid_t parent)
 {
+    mp_handle_t *few[KEEP_ON_STACK];
     size_t n = mp__args_handles(p->args, NULL, 0);
-    mp_handle_t **keep = n ? malloc(n * sizeof *keep) : NULL;
-    if (n && !keep) mp__os_exit(MP_EXIT_BOOTSTRAP);
+    mp_handle_t **keep = n <= KEEP_ON_STACK ? few : malloc(n * sizeof *keep);
+    if (!keep) mp__os_exit(MP_EXIT_BOOTSTRAP);
     mp__args_handles(p->args, keep, n);
     mp__handle_drop_others(keep, n);
-    free(keep);
+    if (keep != few) free(keep);
     atomic_store(&process_counter, 0);
     mp__set_identity_fork(p->name, parent);
     int code = p->target(p->args);

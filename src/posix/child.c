@@ -49,6 +49,16 @@ bool mp__os_has_fork(void)
     return true;
 }
 
+bool mp__child_outlives_thread(void)
+{
+#if defined(__linux__)
+    return syscall(SYS_gettid) == getpid();
+#else
+    /* The child's own thread watches the parent process. */
+    return true;
+#endif
+}
+
 #if defined(__linux__)
 /* Waits for the child to end without reaping it (WNOWAIT: its pid cannot
  * be reused while kill() may still target it), then makes the caller's
@@ -209,7 +219,8 @@ int mp__child_fork(bool daemon, mp__child_t **c, bool *in_child)
     if (pid == 0) {
         if (any_blocked) pthread_sigmask(SIG_SETMASK, &none, NULL);
         *in_child = true;
-        if (c) *c = NULL;
+        /* Written only if needed: each page a new child writes is copied. */
+        if (c && *c) *c = NULL;
         mp__child_init(daemon, parent);
         return 0;
     }

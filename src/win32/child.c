@@ -308,6 +308,12 @@ bool mp__os_has_fork(void)
     return false;
 }
 
+bool mp__child_outlives_thread(void)
+{
+    /* A child dies with the job object of the process, not of a thread. */
+    return true;
+}
+
 int mp__child_fork(bool daemon, mp__child_t **c, bool *in_child)
 {
     (void)daemon;
