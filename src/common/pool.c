@@ -628,10 +628,10 @@ static int end_here(mp_pool_t *p, long timeout_ms, uint64_t start)
             mp_process_t *proc = p->ws[i]->proc;
             long left = mp__timeout_left(timeout_ms, start);
             mp__mutex_unlock(p->mu);
-            rc = left ? mp_process_join(proc, left) : MP_ETIMEDOUT;
+            rc = mp_process_join(proc, left);
             mp__mutex_lock(p->mu);
         }
-        if (rc) rc = mp__fail(MP_ETIMEDOUT, "the pool's workers are still running");
+        if (rc == MP_ETIMEDOUT) rc = mp__fail(rc, "the pool's workers are still running");
     }
     p->ending = false;
     if (!rc) {
