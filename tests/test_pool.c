@@ -1261,44 +1261,68 @@ Test(pool, taskless_pool_terminates, .timeout = TEST_TIMEOUT)
     mp_conn_free(w);
 }
 
+/* A thread running one of the functions below, on both platforms. */
+typedef struct {
+    void (*fn)(void);
+} thread_box_t;
+
+#if defined(_WIN32)
+typedef HANDLE test_thread_t;
+
+static DWORD WINAPI thread_main(LPVOID arg)
+{
+    ((thread_box_t *)arg)->fn();
+    return 0;
+}
+
+static test_thread_t thread_run(thread_box_t *b)
+{
+    HANDLE t = CreateThread(NULL, 0, thread_main, b, 0, NULL);
+    cr_assert_not_null(t);
+    return t;
+}
+
+static void thread_wait(test_thread_t t)
+{
+    cr_assert_eq(WaitForSingleObject(t, INFINITE), WAIT_OBJECT_0);
+    CloseHandle(t);
+}
+#else
+typedef pthread_t test_thread_t;
+
+static void *thread_main(void *arg)
+{
+    ((thread_box_t *)arg)->fn();
+    return NULL;
+}
+
+static test_thread_t thread_run(thread_box_t *b)
+{
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, thread_main, b), 0);
+    return t;
+}
+
+static void thread_wait(test_thread_t t)
+{
+    cr_assert_eq(pthread_join(t, NULL), 0);
+}
+#endif
+
 /* A pool made by a thread that then ends keeps its workers: nothing ties
  * their lives to that thread (Linux's parent-death signal would). */
 static mp_conn_t *made_r, *made_w;
 static mp_pool_t *made;
 
-#if defined(_WIN32)
-static DWORD WINAPI make_pool(LPVOID arg)
-{
-    (void)arg;
-    made = reporting_pool(&made_r, &made_w);
-    return 0;
-}
-
-static void in_a_thread_that_ends(void)
-{
-    HANDLE t = CreateThread(NULL, 0, make_pool, NULL, 0, NULL);
-    cr_assert_not_null(t);
-    cr_assert_eq(WaitForSingleObject(t, INFINITE), WAIT_OBJECT_0);
-    CloseHandle(t);
-}
-#else
-static void *make_pool(void *arg)
+static void make_pool(void)
 {
     made = reporting_pool(&made_r, &made_w);
-    return arg;
 }
-
-static void in_a_thread_that_ends(void)
-{
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, make_pool, NULL), 0);
-    cr_assert_eq(pthread_join(t, NULL), 0);
-}
-#endif
 
 Test(pool, made_by_a_thread_that_ends, .timeout = TEST_TIMEOUT)
 {
-    in_a_thread_that_ends();
+    static thread_box_t b = {make_pool};
+    thread_wait(thread_run(&b));
     mp_pid_t pids[2] = {recv_pid(made_r), recv_pid(made_r)};
     enum { N = 40 };
     ctl_t c = {OP_SLEEP_PID, 2};
@@ -1317,6 +1341,58 @@ Test(pool, made_by_a_thread_that_ends, .timeout = TEST_TIMEOUT)
     close_join_free(made);
     mp_conn_free(made_r);
     mp_conn_free(made_w);
+}
+
+/* Reports the worker's pid on conn 0, then waits on conn 1 for a message
+ * that never comes: a worker that never gets ready, nor quits. */
+static int report_then_block(mp_args_t *a)
+{
+    mp_conn_t *wait_on;
+    int rc = report_pid(a);
+    if (rc || mp_args_conn(a, 1, &wait_on)) return 2;
+    void *buf;
+    size_t n;
+    mp_conn_recv_bytes(wait_on, &buf, &n);
+    return 3;
+}
+
+static mp_pool_t *stuck;
+static int stuck_terminate_rc = -1;
+
+static void terminate_stuck(void)
+{
+    stuck_terminate_rc = mp_pool_terminate(stuck);
+}
+
+/* A join without limit on workers that never quit, and terminate from
+ * another thread (most often once the join waits): both return, and the
+ * workers are gone. */
+Test(pool, terminate_ends_a_join_on_stuck_workers, .timeout = TEST_TIMEOUT)
+{
+    mp_conn_t *r, *w, *never_r, *never_w;
+    ASSERT_OK(mp_pipe(&r, &w, false));
+    ASSERT_OK(mp_pipe(&never_r, &never_w, false));
+    mp_args_t *a;
+    ASSERT_OK(mp_args_create(&a));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(w)));
+    ASSERT_OK(mp_args_add_handle(a, MP_HANDLE(never_r)));
+    mp_pool_opts_t o = {.processes = 2, .initializer = report_then_block, .initargs = a};
+    ASSERT_OK(mp_pool_create(&stuck, &o));
+    mp_args_free(a);
+    mp_pid_t pids[2] = {recv_pid(r), recv_pid(r)};
+    ASSERT_OK(mp_pool_close(stuck));
+    static thread_box_t b = {terminate_stuck};
+    test_thread_t t = thread_run(&b);
+    ASSERT_OK(mp_pool_join(stuck, MP_FOREVER));
+    thread_wait(t);
+    ASSERT_OK(stuck_terminate_rc);
+    for (int i = 0; i < 2; i++)
+        cr_assert(pid_gone(pids[i]), "worker %lld outlived terminate", (long long)pids[i]);
+    mp_pool_free(stuck);
+    mp_conn_free(r);
+    mp_conn_free(w);
+    mp_conn_free(never_r);
+    mp_conn_free(never_w);
 }
 
 /* ---- the parent killed outright ---- */

@@ -547,8 +547,12 @@ static void wait_events(mp_pool_t *p, bool wake_waiters)
 /* Kills every worker, fails everything with MP_ECLOSED, reaps. */
 static void terminate_all(mp_pool_t *p)
 {
-    for (size_t i = 0; i < p->nws; i++)
+    for (size_t i = 0; i < p->nws; i++) {
         mp__pool_worker_lost(p, p->ws[i], MP_ECLOSED, terminated);
+        /* Killed even when told to quit: it may never read that (an
+         * initializer that does not return). */
+        mp_process_kill(p->ws[i]->proc);
+    }
     fail_queued(p, MP_ECLOSED, terminated);
     for (;;) {
         bool sending = false;
@@ -612,27 +616,42 @@ int mp__pool_start_handler(mp_pool_t *p)
     return rc ? rc : mp__thread_start(&p->thread, handler_main, p);
 }
 
+/* How often a join without a handler looks whether another thread
+ * terminated the pool meanwhile (its workers may never quit by
+ * themselves: an initializer that never returns). */
+#define END_SLICE_MS 100L
+
+/* Waits for every worker of a closed pool without a handler to exit (they
+ * were told to quit by close); returns early, with 0, once the pool is
+ * terminated. Mutex held, released meanwhile. */
+static int await_workers(mp_pool_t *p, long timeout_ms, uint64_t start)
+{
+    for (size_t i = 0; i < p->nws && p->state != MP__S_TERM;) {
+        long left = mp__timeout_left(timeout_ms, start);
+        long slice = left < 0 || left > END_SLICE_MS ? END_SLICE_MS : left;
+        mp_process_t *proc = p->ws[i]->proc;
+        mp__mutex_unlock(p->mu);
+        int rc = mp_process_join(proc, slice);
+        mp__mutex_lock(p->mu);
+        if (!rc)
+            i++;
+        else if (rc != MP_ETIMEDOUT)
+            return rc;
+        else if (slice == left)
+            return mp__fail(MP_ETIMEDOUT, "the pool's workers are still running");
+    }
+    return 0;
+}
+
 /* What the handler would do at the end, by the calling thread of a pool
- * that never had one (mutex held; released meanwhile). Terminated: kills
- * and reaps every worker. Closed: waits for the workers, told to quit by
- * close, to exit; MP_ETIMEDOUT if they are not all gone in time (nothing
- * changed: the pool can be joined again). */
+ * that never had one (mutex held; released meanwhile): a closed pool's
+ * workers are waited for, a terminated pool's killed and reaped. On an
+ * error (MP_ETIMEDOUT) nothing changed: the pool can be joined again. */
 static int end_here(mp_pool_t *p, long timeout_ms, uint64_t start)
 {
-    int rc = 0;
     p->ending = true;
-    if (p->state == MP__S_TERM) {
-        terminate_all(p);
-    } else {
-        for (size_t i = 0; i < p->nws && !rc; i++) {
-            mp_process_t *proc = p->ws[i]->proc;
-            long left = mp__timeout_left(timeout_ms, start);
-            mp__mutex_unlock(p->mu);
-            rc = mp_process_join(proc, left);
-            mp__mutex_lock(p->mu);
-        }
-        if (rc == MP_ETIMEDOUT) rc = mp__fail(rc, "the pool's workers are still running");
-    }
+    int rc = await_workers(p, timeout_ms, start);
+    if (!rc && p->state == MP__S_TERM) terminate_all(p);
     p->ending = false;
     if (!rc) {
         for (size_t i = 0; i < p->nws; i++)
