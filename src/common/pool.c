@@ -81,6 +81,14 @@ static void worker_free(mp__worker_t *w)
     free(w);
 }
 
+/* A forked worker without an initializer has nothing that can fail
+ * before it serves (a spawned one must first find its functions): it is
+ * ready at once, and spares its start a message (mp__wconfig_t.quiet). */
+static bool quiet_start(const mp_pool_t *p)
+{
+    return p->method == MP_START_FORK && !p->init_module;
+}
+
 /* Workers started in one go: every fork follows the last without the
  * parent writing to memory in between, since each page the parent writes
  * after a fork is copied (a page fault each, costly under virtualization). */
@@ -154,8 +162,8 @@ static int start_workers(mp_pool_t *p, size_t n)
             if (st[i].w) worker_free(st[i].w);
             continue;
         }
-        st[i].w->state = p->quiet ? MP__W_READY : MP__W_STARTING;
-        st[i].w->greeted = p->quiet;
+        st[i].w->state = quiet_start(p) ? MP__W_READY : MP__W_STARTING;
+        st[i].w->greeted = quiet_start(p);
         p->ws[p->nws++] = st[i].w;
     }
     return rc;
@@ -712,15 +720,11 @@ static void stop(mp_pool_t *p)
     }
 }
 
-/* The worker configuration: what every worker of p is started with. */
+/* The worker configuration: what every worker of p is started with
+ * (p->method set; p->init_module set here). */
 static int pack_config(mp_pool_t *p, const mp_pool_opts_t *o)
 {
-    /* A forked worker without an initializer has nothing that can fail
-     * before it serves (a spawned one must first find its functions): it
-     * is ready at once, and spares its start a message. */
-    p->quiet = p->method == MP_START_FORK && !o->initializer;
-    mp__wconfig_t c = {
-        .maxtasks = o->maxtasksperchild, .flush_each = o->task_timeout_ms > 0, .quiet = p->quiet};
+    mp__wconfig_t c = {.maxtasks = o->maxtasksperchild, .flush_each = o->task_timeout_ms > 0};
     if (o->initializer) {
         const void *addr;
         memcpy(&addr, &o->initializer, sizeof addr);
@@ -728,6 +732,7 @@ static int pack_config(mp_pool_t *p, const mp_pool_opts_t *o)
         if (rc) return rc;
         c.init.module = p->init_module;
     }
+    c.quiet = quiet_start(p);
     mp__wbuf_t w = {0};
     int rc = mp__wconfig_pack(&c, &w);
     if (rc) {

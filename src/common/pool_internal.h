@@ -342,7 +342,6 @@ struct mp_pool {
     int refs;       /* the user's and one per job */
     int state;
     bool started, handler_done, joined;
-    bool quiet;  /* workers send no hello (mp__wconfig_t) */
     bool ending; /* a thread ends a pool that has no handler (see end_here) */
     int start_rc;
     int broken; /* nonzero: the code every task now fails with */
