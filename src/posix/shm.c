@@ -302,12 +302,15 @@ static void fork_parent(void)
 }
 
 /* The child holds every segment the parent held: it takes leases of its
- * own (a child that is not given a segment releases it when it closes). */
+ * own (a child that is not given a segment releases it when it closes).
+ * The lock is released, not made anew: the child's one thread is the one
+ * that took it in fork_prepare, and TSan, seeing it still held, reported
+ * lock-order cycles in forked children. */
 static void fork_child(void)
 {
     for (mp__seg_t *s = reg; s; s = s->next)
         if (s->linked) lease_claim(s, s->fork_hold);
-    pthread_mutex_init(&reg_lock, NULL);
+    pthread_mutex_unlock(&reg_lock);
 }
 
 static void install_atfork(void)
